@@ -1,0 +1,80 @@
+# The front door: `make demo` and `make test` are the two commands the README starts with.
+include tools/versions.mk
+export K8S_VERSION ETCD_VERSION KWOK_VERSION HELM3_VERSION HELM4_VERSION STATICCHECK_VERSION
+
+SHELL      := /usr/bin/env bash
+GO         ?= go
+BIN        := $(CURDIR)/bin
+TOOLS      := $(CURDIR)/.cache/tools
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -s -w -X github.com/tracebloc/helm-rotate-key/internal/version.Version=$(VERSION)
+export ROTATE_KEY_TOOLS_DIR := $(TOOLS)
+
+# Each tool file is named with its version: bumping tools/versions.mk rebuilds it, a warm run rebuilds nothing.
+TOOL_FILES := \
+	$(TOOLS)/etcd-$(ETCD_VERSION) \
+	$(TOOLS)/kube-apiserver-$(K8S_VERSION) \
+	$(TOOLS)/kube-controller-manager-$(K8S_VERSION) \
+	$(TOOLS)/kube-scheduler-$(K8S_VERSION) \
+	$(TOOLS)/kubectl-$(K8S_VERSION) \
+	$(TOOLS)/kwok-$(KWOK_VERSION) \
+	$(TOOLS)/helm3-$(HELM3_VERSION) \
+	$(TOOLS)/helm4-$(HELM4_VERSION) \
+	$(TOOLS)/kwok-stages-$(KWOK_VERSION)
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+
+.PHONY: all build install test unit e2e lint tools cluster demo fuzz clean help
+
+all: build
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+build: ## build bin/rotate-key and bin/rotate-key-guard
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/rotate-key ./cmd/rotate-key
+	ln -sf rotate-key $(BIN)/rotate-key-guard
+
+install: ## install the plugin into $(helm env HELM_PLUGINS) of the helm on PATH (HELM=... to choose another)
+	./scripts/make-install.sh "$${HELM:-helm}"
+
+$(TOOLS)/etcd-$(ETCD_VERSION):                       ; tools/build-tool.sh etcd $@
+$(TOOLS)/kube-apiserver-$(K8S_VERSION):              ; tools/build-tool.sh kube-apiserver $@
+$(TOOLS)/kube-controller-manager-$(K8S_VERSION):     ; tools/build-tool.sh kube-controller-manager $@
+$(TOOLS)/kube-scheduler-$(K8S_VERSION):              ; tools/build-tool.sh kube-scheduler $@
+$(TOOLS)/kubectl-$(K8S_VERSION):                     ; tools/build-tool.sh kubectl $@
+$(TOOLS)/kwok-$(KWOK_VERSION):                       ; tools/build-tool.sh kwok $@
+$(TOOLS)/helm3-$(HELM3_VERSION):                     ; tools/build-tool.sh helm3 $@
+$(TOOLS)/helm4-$(HELM4_VERSION):                     ; tools/build-tool.sh helm4 $@
+$(TOOLS)/kwok-stages-$(KWOK_VERSION): tools/kwok/job-pod-not-executed.yaml ; tools/build-tool.sh kwok-stages $@
+$(STATICCHECK):                                      ; tools/build-tool.sh staticcheck $@
+
+tools: $(TOOL_FILES) ## build (once, then cached) the control plane, kwok, kubectl and both Helm CLIs
+	@echo "tools ready in $(TOOLS)"
+
+lint: $(STATICCHECK) ## go vet + staticcheck
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+unit: ## tests that need no cluster
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/e2e)
+
+fuzz: ## run every fuzz target for FUZZTIME (default 10s) each
+	./scripts/fuzz.sh $${FUZZTIME:-10s}
+
+e2e: tools ## tests against the cluster-in-a-box with the real Helm 3 and Helm 4 CLIs
+	$(GO) test -count=1 -timeout 25m ./test/e2e/... $(E2EFLAGS)
+
+test: ## everything CI runs: lint, unit tests, fuzz smoke, e2e (prints how long tools and tests took)
+	@t0=$$(date +%s); $(MAKE) --no-print-directory tools $(STATICCHECK); t1=$$(date +%s); \
+	$(MAKE) --no-print-directory lint unit fuzz FUZZTIME=5s e2e; t2=$$(date +%s); \
+	echo "make test: tool build $$((t1-t0))s, lint+tests $$((t2-t1))s"
+
+cluster: tools build ## start the cluster-in-a-box for a human; prints the KUBECONFIG to use; Ctrl-C stops it
+	$(GO) run ./test/cmd/cluster
+
+demo: tools build ## cluster up, example chart installed, plugin in both Helms, a rotation, its status
+	$(GO) run ./test/cmd/cluster --demo
+
+clean: ## remove build outputs (keeps the tool cache; rm -rf .cache to drop it)
+	rm -rf $(BIN)

@@ -1,0 +1,83 @@
+// Package kube is the only package that talks to the Kubernetes API server. Everything above it works on values;
+// here live the reads and writes, with the namespace and credentials Helm handed the plugin.
+package kube
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Cluster is a connection to one API server, scoped to one namespace.
+type Cluster struct {
+	Client    kubernetes.Interface
+	Namespace string
+}
+
+// Connect builds a Cluster from a client configuration.
+func Connect(cfg *rest.Config, namespace string) (*Cluster, error) {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
+	}
+	return &Cluster{Client: client, Namespace: namespace}, nil
+}
+
+// Secret reads one Secret by name: a GET, never a LIST, so a ServiceAccount allowed only that one name suffices.
+func (c *Cluster) Secret(ctx context.Context, name string) (*corev1.Secret, error) {
+	s, err := c.Client.CoreV1().Secrets(c.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", c.Namespace, name, err)
+	}
+	return s, nil
+}
+
+// ReleaseRecord returns the `release` field of the newest stored revision of a Helm release, from the storage
+// driver Helm is configured with ($HELM_DRIVER: "secret" by default, or "configmap"). It lists by Helm's labels
+// in this namespace only.
+func (c *Cluster) ReleaseRecord(ctx context.Context, driver, release string) ([]byte, error) {
+	opts := metav1.ListOptions{LabelSelector: "owner=helm,name=" + release}
+	type record struct {
+		version int
+		data    []byte
+	}
+	var records []record
+	switch driver {
+	case "", "secret", "secrets":
+		list, err := c.Client.CoreV1().Secrets(c.Namespace).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("reading the records of release %q in namespace %q: %w", release, c.Namespace, err)
+		}
+		for _, s := range list.Items {
+			v, _ := strconv.Atoi(s.Labels["version"])
+			records = append(records, record{v, s.Data["release"]})
+		}
+	case "configmap", "configmaps":
+		list, err := c.Client.CoreV1().ConfigMaps(c.Namespace).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("reading the records of release %q in namespace %q: %w", release, c.Namespace, err)
+		}
+		for _, cm := range list.Items {
+			v, _ := strconv.Atoi(cm.Labels["version"])
+			records = append(records, record{v, []byte(cm.Data["release"])})
+		}
+	default:
+		return nil, fmt.Errorf("HELM_DRIVER=%q is not supported: rotate-key reads releases stored by the \"secret\" or \"configmap\" driver", driver)
+	}
+	newest := -1
+	var data []byte
+	for _, r := range records {
+		if r.version > newest {
+			newest, data = r.version, r.data
+		}
+	}
+	if newest < 0 {
+		return nil, fmt.Errorf("release %q not found in namespace %q: check the name and namespace with `helm list -n %s`", release, c.Namespace, c.Namespace)
+	}
+	return data, nil
+}
