@@ -5,7 +5,8 @@ export K8S_VERSION ETCD_VERSION KWOK_VERSION HELM3_VERSION HELM4_VERSION STATICC
 SHELL      := /usr/bin/env bash
 GO         ?= go
 BIN        := $(CURDIR)/bin
-TOOLS      := $(CURDIR)/.cache/tools
+# Tool binaries are cached outside the checkout, keyed by version, so a fresh clone (and CI) reuses them.
+TOOLS      ?= $(or $(ROTATE_KEY_TOOLS_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/helm-rotate-key/tools)
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -s -w -X github.com/tracebloc/helm-rotate-key/internal/version.Version=$(VERSION)
 export ROTATE_KEY_TOOLS_DIR := $(TOOLS)
@@ -76,5 +77,5 @@ cluster: tools build ## start the cluster-in-a-box for a human; prints the KUBEC
 demo: tools build ## cluster up, example chart installed, plugin in both Helms, a rotation, its status
 	$(GO) run ./test/cmd/cluster --demo
 
-clean: ## remove build outputs (keeps the tool cache; rm -rf .cache to drop it)
+clean: ## remove build outputs (keeps the tool cache in $(TOOLS))
 	rm -rf $(BIN)

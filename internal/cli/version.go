@@ -12,7 +12,7 @@ import (
 
 // VersionOptions are the flags of `rotate-key version`.
 type VersionOptions struct {
-	Output string
+	Output  string
 	streams Streams
 }
 

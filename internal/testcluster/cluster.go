@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +52,7 @@ type Cluster struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	logf   func(string, ...any)
+	goEnv  []string
 }
 
 // Start builds the rotate-key binary, starts every component, and returns when the nodes are Ready and the
@@ -84,6 +86,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		}
 	}()
 	if c.Binary, err = BuildBinary(root); err != nil {
+		return nil, err
+	}
+	if c.goEnv, err = goCaches(); err != nil {
 		return nil, err
 	}
 	for _, sub := range []string{"assets", "logs", "runner"} {
@@ -274,6 +279,24 @@ func (c *Cluster) Namespace(ctx context.Context, prefix string, labels map[strin
 		return err == nil, err
 	})
 	return ns.Name, err
+}
+
+// goCaches returns GOCACHE, GOMODCACHE and GOPATH as `go env` resolves them for this process.
+func goCaches() ([]string, error) {
+	names := []string{"GOCACHE", "GOMODCACHE", "GOPATH"}
+	out, err := exec.Command("go", append([]string{"env"}, names...)...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("testcluster: go env: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != len(names) {
+		return nil, fmt.Errorf("testcluster: go env printed %q", out)
+	}
+	env := make([]string, len(names))
+	for i, n := range names {
+		env[i] = n + "=" + lines[i]
+	}
+	return env, nil
 }
 
 // BuildBinary builds this repository's rotate-key into root/bin (where the installed plugin runs it from) with the

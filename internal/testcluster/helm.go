@@ -56,6 +56,9 @@ func (c *Cluster) NewHelm(dir string, major int) (*Helm, error) {
 		"KUBECONFIG="+c.Kubeconfig,
 		"PATH="+h.GuardDir+string(os.PathListSeparator)+os.Getenv("PATH"),
 	)
+	// The Go caches stay the user's own (a fresh HOME would otherwise mean a cold module and build cache for the
+	// plugin's source build), as they would for a real user whose HOME is not a temporary folder.
+	h.Env = append(h.Env, c.goEnv...)
 	if major == 4 {
 		// Helm 4 gets a data home of its own: the default plugins folder is shared with Helm 3, and the guard
 		// plugin (apiVersion: v1) there would break Helm 3 (see `rotate-key install-guard`).

@@ -108,3 +108,23 @@ func reapOrphans(toolsDir string, logf func(string, ...any)) {
 		}
 	}
 }
+
+// ToolProcesses lists the running processes whose executable lives in the tools folder ("name(pid)"), whatever
+// started them. After Stop there must be none.
+func ToolProcesses(toolsDir string) []string {
+	resolved, err := filepath.EvalSymlinks(toolsDir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe")); err == nil && strings.HasPrefix(exe, resolved+string(filepath.Separator)) {
+			out = append(out, filepath.Base(exe)+"("+e.Name()+")")
+		}
+	}
+	return out
+}

@@ -43,8 +43,8 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// FindTools locates the built tools: $ROTATE_KEY_TOOLS_DIR, else <repo>/.cache/tools, with the versions of
-// tools/versions.mk. A missing binary is an error that says to run `make tools`.
+// FindTools locates the built tools: $ROTATE_KEY_TOOLS_DIR, else $XDG_CACHE_HOME (or ~/.cache)
+// /helm-rotate-key/tools — the Makefile's default — with the versions of tools/versions.mk. A missing binary is an error that says to run `make tools`.
 func FindTools(root string) (Tools, error) {
 	versions, err := readVersions(filepath.Join(root, "tools", "versions.mk"))
 	if err != nil {
@@ -52,7 +52,15 @@ func FindTools(root string) (Tools, error) {
 	}
 	dir := os.Getenv("ROTATE_KEY_TOOLS_DIR")
 	if dir == "" {
-		dir = filepath.Join(root, ".cache", "tools")
+		cache := os.Getenv("XDG_CACHE_HOME")
+		if cache == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return Tools{}, fmt.Errorf("testcluster: no tools folder: set ROTATE_KEY_TOOLS_DIR (%w)", err)
+			}
+			cache = filepath.Join(home, ".cache")
+		}
+		dir = filepath.Join(cache, "helm-rotate-key", "tools")
 	}
 	t := Tools{Dir: dir, Versions: versions}
 	var missing []string

@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
+	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
+)
+
+// execute runs the root command with args and returns stdout, stderr and the exit code main would return.
+func execute(t *testing.T, stdin string, env map[string]string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := NewRootCommand(Streams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errOut}, func(k string) string { return env[k] })
+	root.SetArgs(args)
+	code := Report(root.Execute(), &errOut)
+	return out.String(), errOut.String(), code
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	for _, args := range [][]string{{"no-such-command"}, {"--no-such-flag"}, {"status"}, {"status", "a", "b"}, {"version", "-o", "xml"}, {"status", "r", "-o", "xml"}} {
+		_, stderr, code := execute(t, "", nil, args...)
+		if code != int(exitcode.Usage) || !strings.HasPrefix(stderr, "Error: ") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and an error", args, code, stderr)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, _, code := execute(t, "", nil, "version")
+	if code != 0 || !strings.HasPrefix(out, "rotate-key ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	out, _, code = execute(t, "", nil, "version", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"goVersion"`) {
+		t.Fatalf("version -o json: %d %q", code, out)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		out, _, code := execute(t, "", nil, "completion", shell)
+		if code != 0 || !strings.Contains(out, "rotate-key") {
+			t.Errorf("completion %s: exit %d, %d bytes", shell, code, len(out))
+		}
+	}
+}
+
+func TestArgsMapsTheGuardExecutable(t *testing.T) {
+	cases := map[string][]string{
+		"/x/bin/rotate-key-guard": {"guard", "--release=r"},
+		"rotate-key-guard.exe":    {"guard", "--release=r"},
+		"/x/bin/rotate-key":       {"--release=r"},
+	}
+	for argv0, want := range cases {
+		if got := Args([]string{argv0, "--release=r"}); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("Args(%s) = %v, want %v", argv0, got, want)
+		}
+	}
+}
+
+// The guard writes back exactly the bytes it read: Helm 4 annotations, hooks, comments, CRLF line ends and all.
+func TestGuardPassesStreamsThroughByteForByte(t *testing.T) {
+	streams := map[string]string{
+		"helm4 with filename annotations": "---\n# Source: app/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations:\n    postrenderer.helm.sh/postrender-filename: app/templates/a.yaml\ndata: {x: \"1\"}\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: hook\n  annotations:\n    helm.sh/hook: pre-upgrade\n",
+		"crlf and comments":               "# top\r\napiVersion: v1\r\nkind: Secret\r\nmetadata: {name: s}\r\ndata:\r\n  key.v1: YWJj # inline\r\n",
+		"kind List":                       "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n",
+		"empty":                           "",
+		"no trailing newline":             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}",
+	}
+	for name, in := range streams {
+		t.Run(name, func(t *testing.T) {
+			out, stderr, code := execute(t, in, nil, "guard", "--release", "app", "--offline")
+			if code != 0 || out != in {
+				t.Fatalf("exit %d, stderr %q, output differs: %q", code, stderr, out)
+			}
+		})
+	}
+	_, stderr, code := execute(t, "a: [\n", nil, "guard", "--release", "app")
+	if code != int(exitcode.Refused) || !strings.Contains(stderr, `guard refused release "app"`) {
+		t.Fatalf("invalid YAML: exit %d, %q", code, stderr)
+	}
+}
+
+// fakeHelms answers `version` and `env HELM_PLUGINS` for the programs named in it.
+type fakeHelms map[string]struct{ version, plugins string }
+
+func (f fakeHelms) run(_ context.Context, _ []string, name string, args ...string) (string, error) {
+	h, ok := f[name]
+	if !ok {
+		return "", errors.New("not a helm")
+	}
+	switch args[0] {
+	case "version":
+		return h.version, nil
+	case "env":
+		return h.plugins + "\n", nil
+	case "plugin":
+		return "Installed plugin: rotate-key-guard\n", nil
+	}
+	return "", errors.New("unexpected call")
+}
+
+func TestInstallGuardDecisions(t *testing.T) {
+	home := t.TempDir()
+	pluginDir := filepath.Join(t.TempDir(), "rotate-key")
+	if err := os.MkdirAll(filepath.Join(pluginDir, "plugins", GuardExecutable), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pluginDir, "plugins", GuardExecutable, "plugin.yaml"), []byte("name: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pathDir := t.TempDir()
+	helm3OnPath := filepath.Join(pathDir, "helm")
+	if err := os.WriteFile(helm3OnPath, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(home, ".local", "share", "helm", "plugins")
+	own := filepath.Join(home, "helm4", "plugins")
+	tests := []struct {
+		name      string
+		helmBin   string
+		plugins   string
+		path      string
+		helm4Only bool
+		wantErr   string
+	}{
+		{"helm 3 is sent to PATH", "helm3", own, "", false, "Put the guard on PATH instead"},
+		{"default folder is shared", "helm4", shared, "", false, "also Helm 3's default plugins folder"},
+		{"own folder, no helm 3 on PATH", "helm4", own, "", false, ""},
+		{"own folder, helm 3 on PATH reads it", "helm4", own, pathDir, false, "--helm4-only"},
+		{"own folder, helm 3 on PATH, --helm4-only", "helm4", own, pathDir, true, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fakes := fakeHelms{"helm3": {"v3.22.0", shared}, "helm4": {"v4.3.1", tt.plugins}, helm3OnPath: {"v3.22.0", tt.plugins}}
+			env := map[string]string{"HOME": home, "PATH": tt.path}
+			s := helmenv.Settings{HelmBin: tt.helmBin, PluginDir: pluginDir, PluginsDir: tt.plugins}
+			var out bytes.Buffer
+			o := &InstallGuardOptions{Helm4Only: tt.helm4Only, settings: &s, streams: Streams{Out: &out}, getenv: func(k string) string { return env[k] }, run: fakes.run}
+			if err := o.Complete(); err != nil {
+				t.Fatal(err)
+			}
+			err := o.Validate(context.Background())
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("want success, got %v", err)
+				}
+				if err := o.Run(context.Background()); err != nil || !strings.Contains(out.String(), "--post-renderer rotate-key-guard") {
+					t.Fatalf("Run: %v %q", err, out.String())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitcode.Of(err) != exitcode.Refused {
+				t.Fatalf("want refusal containing %q, got %v (exit %d)", tt.wantErr, err, exitcode.Of(err))
+			}
+		})
+	}
+}
