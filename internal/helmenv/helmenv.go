@@ -90,6 +90,14 @@ func (s *Settings) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&s.KubeInsecureSkipTLSVerify, "kube-insecure-skip-tls-verify", s.KubeInsecureSkipTLSVerify, "skip the API server's certificate check (insecure) [$HELM_KUBEINSECURE_SKIP_TLS_VERIFY]")
 	fs.StringVar(&s.KubeTLSServerName, "kube-tls-server-name", s.KubeTLSServerName, "server name for the API server's certificate check [$HELM_KUBETLS_SERVER_NAME]")
 	fs.BoolVar(&s.Debug, "debug", s.Debug, "verbose output on stderr (never key material) [$HELM_DEBUG]")
+	// The values came from the environment: help must not print them as defaults (HELM_KUBETOKEN is a credential).
+	for _, name := range []string{"namespace", "kube-context", "kubeconfig", "kube-token", "kube-as-user", "kube-apiserver",
+		"kube-ca-file", "kube-tls-server-name"} {
+		fs.Lookup(name).DefValue = ""
+	}
+	fs.Lookup("kube-as-group").DefValue = "[]"
+	fs.Lookup("kube-insecure-skip-tls-verify").DefValue = "false"
+	fs.Lookup("debug").DefValue = "false"
 }
 
 // ClientConfig is the kubeconfig view these settings select: an explicit file, else the usual KUBECONFIG/~/.kube

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -102,5 +103,22 @@ func TestEnvironRoundTrips(t *testing.T) {
 	}
 	if !reflect.DeepEqual(in, out) {
 		t.Fatalf("Environ: got %v, want %v", out, in)
+	}
+}
+
+// Help must never print a value that came from the environment: HELM_KUBETOKEN is a credential.
+func TestHelpShowsNoEnvironmentValues(t *testing.T) {
+	s := FromEnv(envMap(map[string]string{"HELM_KUBETOKEN": "s3cr3t-token", "HELM_NAMESPACE": "ns-from-env", "KUBECONFIG": "/very/private",
+		"HELM_KUBEASGROUPS": "grp", "HELM_DEBUG": "true", "HELM_KUBEINSECURE_SKIP_TLS_VERIFY": "true"}))
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	s.AddFlags(fs)
+	usage := fs.FlagUsages()
+	for _, secret := range []string{"s3cr3t-token", "ns-from-env", "/very/private", "grp", "(default true)"} {
+		if strings.Contains(usage, secret) {
+			t.Fatalf("help shows %q:\n%s", secret, usage)
+		}
+	}
+	if err := fs.Parse(nil); err != nil || s.KubeToken != "s3cr3t-token" || s.Namespace != "ns-from-env" || !s.Debug {
+		t.Fatalf("environment values must still apply: %v %+v", err, s)
 	}
 }

@@ -176,14 +176,7 @@ func (r *runner) runContainer(ctx context.Context, pod *corev1.Pod, c corev1.Con
 	if err != nil {
 		return fail("container %q: %v", c.Name, err)
 	}
-	lookup := func(name string) (string, bool) {
-		for i := len(env) - 1; i >= 0; i-- {
-			if k, v, _ := strings.Cut(env[i], "="); k == name {
-				return v, true
-			}
-		}
-		return "", false
-	}
+	lookup := func(name string) (string, bool) { return envLookup(env, name) }
 	var argv []string
 	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
 		argv = append(argv, expandKubeVars(a, lookup))
@@ -267,14 +260,7 @@ func (r *runner) containerEnv(ctx context.Context, pod *corev1.Pod, c corev1.Con
 			env = append(env, from.Prefix+k+"="+v)
 		}
 	}
-	lookup := func(name string) (string, bool) {
-		for i := len(env) - 1; i >= 0; i-- {
-			if k, v, _ := strings.Cut(env[i], "="); k == name {
-				return v, true
-			}
-		}
-		return "", false
-	}
+	lookup := func(name string) (string, bool) { return envLookup(env, name) }
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
 			env = append(env, e.Name+"="+expandKubeVars(e.Value, lookup))
@@ -368,6 +354,16 @@ func expandKubeVars(s string, lookup func(string) (string, bool)) string {
 		}
 	}
 	return b.String()
+}
+
+// envLookup returns the last value of name in env (later entries override earlier ones, as in a container).
+func envLookup(env []string, name string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, _ := strings.Cut(env[i], "="); k == name {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // podKubeconfig writes a kubeconfig holding a token of the pod's ServiceAccount, bound to the pod.
