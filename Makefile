@@ -3,6 +3,8 @@ include tools/versions.mk
 export K8S_VERSION ETCD_VERSION KWOK_VERSION HELM3_VERSION HELM4_VERSION STATICCHECK_VERSION
 
 SHELL      := /usr/bin/env bash
+# Every recipe line stops at its first failing command: a failed step must fail `make test` (and CI).
+.SHELLFLAGS := -eu -o pipefail -c
 GO         ?= go
 BIN        := $(CURDIR)/bin
 # Tool binaries are cached outside the checkout, keyed by version, so a fresh clone (and CI) reuses them.

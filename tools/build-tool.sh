@@ -5,9 +5,9 @@
 set -euo pipefail
 name=$1 dest=$2
 here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$(dirname "$dest")"
 tmp=$(mktemp -d "${dest}.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$(dirname "$dest")"
 k8s_minor=$(echo "$K8S_VERSION" | cut -d. -f2)
 k8s_stamp="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor -X k8s.io/component-base/version.gitTreeState=clean"
 start=$(date +%s)
