@@ -43,17 +43,23 @@ Exit codes (docs/exit-codes.md):
 // NewRootCommand builds the command tree. getenv is os.Getenv in production.
 func NewRootCommand(streams Streams, getenv func(string) string) *cobra.Command {
 	settings := helmenv.FromEnv(getenv)
+	run := &RunOptions{settings: &settings, streams: streams, isTerminal: stdinIsTerminal}
 	root := &cobra.Command{
-		Use:           "rotate-key",
+		Use:           "rotate-key [RELEASE]",
 		Short:         "Rotate the signing keys of a Helm release without invalidating a live token",
 		Long:          rootLong + exitCodeHelp(),
+		Example:       "  helm rotate-key my-release          # start, resume or finish the rotation (same as: run my-release)\n  helm -n team rotate-key status my-release",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          usageArgs(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmd.Help()
+		Args:          usageArgs(cobra.MaximumNArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return run.Execute(cmd.Context(), args)
 		},
 	}
+	run.AddFlags(root)
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
@@ -63,6 +69,7 @@ func NewRootCommand(streams Streams, getenv func(string) string) *cobra.Command 
 	})
 	root.AddCommand(
 		newVersionCommand(streams),
+		newRunCommand(streams, &settings),
 		newStatusCommand(streams, &settings),
 		newGuardCommand(streams, &settings),
 		newInstallGuardCommand(streams, &settings, getenv),
@@ -87,8 +94,11 @@ func Report(err error, stderr io.Writer) int {
 	if err == nil {
 		return int(exitcode.OK)
 	}
-	fmt.Fprintf(stderr, "Error: %v\n", err)
-	return int(exitcode.Of(err))
+	code := exitcode.Of(err)
+	if code != exitcode.Waiting { // waiting is a state, not an error: the command already said when to come back
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+	}
+	return int(code)
 }
 
 // usageArgs marks argument-count errors as usage errors (exit code 2).

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,8 +16,10 @@ import (
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/release"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
 // DefaultSecretSuffix names the keyring Secret of a release when --secret is not given: <release>-requests-proxy-admin.
@@ -38,11 +42,34 @@ type StatusReport struct {
 	Release   *release.Summary `json:"release,omitempty"`
 	// ReleaseError says why the release record could not be read (for example RBAC in a hook Job); the keyring
 	// part of the report does not depend on it.
-	ReleaseError string   `json:"releaseError,omitempty"`
-	Secret       string   `json:"secret"`
-	SecretFound  bool     `json:"secretFound"`
-	Versions     []string `json:"versions"`
-	Active       string   `json:"active,omitempty"`
+	ReleaseError string `json:"releaseError,omitempty"`
+	Secret       string `json:"secret"`
+	SecretFound  bool   `json:"secretFound"`
+	// Versions are the data keys holding key versions (their names show the naming style).
+	Versions []string `json:"versions"`
+	Active   string   `json:"active,omitempty"`
+	Encoding string   `json:"encoding,omitempty"`
+	// KeyringError is the broken invariant, when the Secret breaks one.
+	KeyringError    string           `json:"keyringError,omitempty"`
+	Phase           string           `json:"phase,omitempty"`
+	RotationID      string           `json:"rotationId,omitempty"`
+	From            string           `json:"from,omitempty"`
+	To              string           `json:"to,omitempty"`
+	RetireAfter     *time.Time       `json:"retireAfter,omitempty"`
+	NextRotationDue *time.Time       `json:"nextRotationDue,omitempty"`
+	Overdue         bool             `json:"overdue"`
+	TTL             string           `json:"ttl,omitempty"`
+	TTLSource       string           `json:"ttlSource,omitempty"`
+	NextStep        string           `json:"nextStep,omitempty"`
+	NextStepReason  string           `json:"nextStepReason,omitempty"`
+	Lock            string           `json:"lock,omitempty"`
+	Consumers       []ConsumerStatus `json:"consumers,omitempty"`
+}
+
+// ConsumerStatus is one consumer and, during a rollout, its progress.
+type ConsumerStatus struct {
+	Workload string `json:"workload"`
+	Rollout  string `json:"rollout,omitempty"`
 }
 
 func newStatusCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
@@ -104,32 +131,77 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		s := release.Summarize(rel)
 		report.Release = &s
 	}
-	secret, err := cluster.Secret(ctx, o.Secret)
+	target := &kube.Keyring{Cluster: cluster, SecretName: o.Secret}
+	secret, err := target.Secret(ctx)
 	switch {
 	case apierrors.IsNotFound(err):
+		return o.print(report)
 	case err != nil:
 		return fmt.Errorf("cannot show the keyring of release %q: %w", o.Release, err)
-	default:
-		report.SecretFound = true
-		for name := range secret.Data {
-			if versionKey.MatchString(name) {
-				report.Versions = append(report.Versions, name)
+	}
+	report.SecretFound = true
+	for name := range secret.Data {
+		if versionKey.MatchString(name) {
+			report.Versions = append(report.Versions, name)
+		}
+	}
+	sort.Strings(report.Versions)
+	k, err := keyring.Parse(o.namespace+"/"+o.Secret, secret.Data)
+	if err != nil {
+		report.KeyringError = err.Error()
+	} else {
+		report.Active, report.Encoding = keyring.Kid(k.Active), k.Encoding.String()
+	}
+	st, err := rotation.ParseState(secret.Annotations)
+	if err != nil {
+		report.KeyringError = strings.TrimSpace(report.KeyringError + " " + err.Error())
+		return o.print(report)
+	}
+	now, err := cluster.Now(ctx)
+	if err != nil {
+		return err
+	}
+	report.Phase, report.RotationID = string(st.Phase), st.RotationID
+	if st.InProgress() {
+		report.From, report.To = keyring.Kid(st.From), keyring.Kid(st.To)
+	}
+	if !st.RetireAfter.IsZero() {
+		report.RetireAfter = &st.RetireAfter
+	}
+	if !st.NextRotationDue.IsZero() {
+		report.NextRotationDue = &st.NextRotationDue
+	}
+	report.Overdue = (st.Phase == rotation.Idle && !st.NextRotationDue.IsZero() && now.After(st.NextRotationDue)) ||
+		(st.Phase == rotation.Waiting && now.After(st.RetireAfter.Add(24*time.Hour)))
+	if cfg, err := rotation.ResolveConfig(secret.Annotations, releaseValues(ctx, cluster, o.settings.Driver, o.Release), rotation.Overrides{}); err == nil {
+		report.TTL, report.TTLSource = cfg.TTL.String(), cfg.TTLSource
+		if st.TTLUsed > 0 && st.InProgress() {
+			report.TTL, report.TTLSource = st.TTLUsed.String(), "recorded when this rotation's promotion rolled out"
+		}
+		if consumers, err := target.Consumers(ctx, cfg.Consumers); err == nil {
+			value := st.RotationID + "/" + rotation.RolloutName(st.Phase)
+			for _, c := range consumers {
+				cs := ConsumerStatus{Workload: c.Ref.String()}
+				if rotation.RolloutName(st.Phase) != "" {
+					if rs, err := target.Rollout(ctx, c.Ref, value); err == nil {
+						cs.Rollout = rs.Progress
+					}
+				}
+				report.Consumers = append(report.Consumers, cs)
 			}
 		}
-		sort.Strings(report.Versions)
-		if kid := string(secret.Data["active"]); kidPattern.MatchString(kid) {
-			report.Active = kid
-		} else if _, ok := secret.Data["active"]; ok {
-			report.Active = "(invalid)"
-		}
+	}
+	d := rotation.Next(st, now, true, false)
+	report.NextStep, report.NextStepReason = string(d.Step), d.Reason
+	if l, err := rotation.ParseLease(secret.Annotations[rotation.AnnoLease]); err == nil && l != nil {
+		report.Lock = fmt.Sprintf("%s, renewed %s ago", l.Holder, now.Sub(l.Renewed).Round(time.Second))
 	}
 	return o.print(report)
 }
 
-// versionKey matches the data keys that hold key versions in either naming style; kidPattern a key id.
+// versionKey matches the data keys that hold key versions in either naming style.
 var (
 	versionKey = regexp.MustCompile(`^(key\.)?v[0-9]+$`)
-	kidPattern = regexp.MustCompile(`^v[0-9]+$`)
 )
 
 func (o *StatusOptions) print(r StatusReport) error {
@@ -160,5 +232,34 @@ func (o *StatusOptions) print(r StatusReport) error {
 	fmt.Fprintf(w, "SECRET:\t%s\n", r.Secret)
 	fmt.Fprintf(w, "VERSIONS:\t%v\n", r.Versions)
 	fmt.Fprintf(w, "ACTIVE:\t%s\n", r.Active)
+	if r.KeyringError != "" {
+		fmt.Fprintf(w, "PROBLEM:\t%s\n", r.KeyringError)
+	}
+	if r.Phase != "" {
+		phase := r.Phase
+		if r.RotationID != "" && r.Phase != string(rotation.Idle) {
+			phase = fmt.Sprintf("%s (rotation %s, %s -> %s)", r.Phase, r.RotationID, r.From, r.To)
+		}
+		fmt.Fprintf(w, "PHASE:\t%s\n", phase)
+	}
+	if r.TTL != "" {
+		fmt.Fprintf(w, "TTL:\t%s (%s)\n", r.TTL, r.TTLSource)
+	}
+	if r.RetireAfter != nil {
+		fmt.Fprintf(w, "RETIRE AFTER:\t%s\n", r.RetireAfter.UTC().Format(time.RFC3339))
+	}
+	if r.NextRotationDue != nil {
+		fmt.Fprintf(w, "NEXT ROTATION DUE:\t%s\n", r.NextRotationDue.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "OVERDUE:\t%v\n", r.Overdue)
+	if r.Lock != "" {
+		fmt.Fprintf(w, "LOCK:\t%s\n", r.Lock)
+	}
+	for _, c := range r.Consumers {
+		fmt.Fprintf(w, "CONSUMER:\t%s %s\n", c.Workload, c.Rollout)
+	}
+	if r.NextStep != "" {
+		fmt.Fprintf(w, "NEXT:\t%s — %s\n", r.NextStep, r.NextStepReason)
+	}
 	return w.Flush()
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,15 +18,31 @@ import (
 type Cluster struct {
 	Client    kubernetes.Interface
 	Namespace string
+	clock     *serverClock
 }
 
-// Connect builds a Cluster from a client configuration.
+// Connect builds a Cluster from a client configuration. Every response's Date header feeds the cluster's clock.
 func Connect(cfg *rest.Config, namespace string) (*Cluster, error) {
-	client, err := kubernetes.NewForConfig(cfg)
+	clock := &serverClock{}
+	client, err := kubernetes.NewForConfig(withServerClock(cfg, clock))
 	if err != nil {
 		return nil, fmt.Errorf("building the Kubernetes client: %w", err)
 	}
-	return &Cluster{Client: client, Namespace: namespace}, nil
+	return &Cluster{Client: client, Namespace: namespace, clock: clock}, nil
+}
+
+// Now is the API server's time: from the latest response's Date header, asking the server once if none was seen.
+func (c *Cluster) Now(ctx context.Context) (time.Time, error) {
+	if t, ok := c.clock.now(); ok {
+		return t, nil
+	}
+	if _, err := c.Client.Discovery().ServerVersion(); err != nil {
+		return time.Time{}, fmt.Errorf("reading the API server's clock: %w", err)
+	}
+	if t, ok := c.clock.now(); ok {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("the API server sent no Date header: cannot follow its clock")
 }
 
 // Secret reads one Secret by name: a GET, never a LIST, so a ServiceAccount allowed only that one name suffices.

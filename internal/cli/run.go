@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
+	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+	"github.com/tracebloc/helm-rotate-key/internal/kube"
+	"github.com/tracebloc/helm-rotate-key/internal/release"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+	"github.com/tracebloc/helm-rotate-key/internal/version"
+)
+
+// RunOptions are the flags and arguments of `rotate-key run` (and of `rotate-key RELEASE`).
+type RunOptions struct {
+	Release   string
+	Secret    string
+	TTL       string
+	Interval  string
+	Consumers []string
+	Force     bool
+	Reason    string
+	TakeOver  bool
+	Yes       bool
+	Timeout   time.Duration
+
+	overrides rotation.Overrides
+	namespace string
+	settings  *helmenv.Settings
+	streams   Streams
+	// isTerminal reports whether stdin is a terminal (replaced in tests).
+	isTerminal func() bool
+}
+
+const runLong = `run starts or resumes the rotation of a release's keyring Secret:
+
+  1. add v(N+1), active stays vN
+  2. restart every consumer and wait until no pod from before the add is left
+  3. promote: active = v(N+1)
+  4. restart the consumers again (a signer that read active at start keeps using vN until it restarts),
+     and record retire-after = now + token TTL
+  ... then it stops (exit code 3) and prints when and how to finish:
+  5. run after retire-after: remove vN, restart the consumers once more, record the next rotation's due date.
+
+The state lives in annotations on the Secret: a crash anywhere, or a 90-day pause, resumes where it stopped.
+Repeated runs never add a second key. A live run elsewhere holds a lock (a lease on the Secret): another run is
+refused with the holder named; --take-over takes it from a run that is known to be dead.`
+
+func newRunCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
+	o := &RunOptions{settings: settings, streams: streams, isTerminal: stdinIsTerminal}
+	cmd := &cobra.Command{
+		Use:   "run RELEASE",
+		Short: "Start, resume or finish the rotation of a release's keys (also: rotate-key RELEASE)",
+		Long:  runLong,
+		Args:  usageArgs(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.Execute(cmd.Context(), args)
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}
+
+// AddFlags registers the run flags on cmd (the root command takes them too, for `rotate-key RELEASE`).
+func (o *RunOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.Secret, "secret", "", "name of the keyring Secret (default RELEASE"+DefaultSecretSuffix+")")
+	f.StringVar(&o.TTL, "ttl", "", "token TTL: how long after the promotion the old key stays (seconds, or a duration like 90d/2160h); overrides the configured TTL")
+	f.StringVar(&o.Interval, "interval", "", "rotation interval used for the next due date (e.g. 90d)")
+	f.StringArrayVar(&o.Consumers, "consumer", nil, "a workload that reads the keyring, KIND/NAME (repeatable; default: discovered)")
+	f.BoolVar(&o.Force, "force", false, "rotate although the next rotation is not due, or accept a --ttl shorter than configured (needs --reason)")
+	f.StringVar(&o.Reason, "reason", "", "why --force is used (recorded in the Events)")
+	f.BoolVar(&o.TakeOver, "take-over", false, "take the rotation lock from another run that holds it (only when that run is dead)")
+	f.BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation (scripts)")
+	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long to wait for each rollout before stopping (the rotation resumes on the next run)")
+}
+
+// Execute is Complete → Validate → Run.
+func (o *RunOptions) Execute(ctx context.Context, args []string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	o.Complete(args)
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	return o.Run(ctx)
+}
+
+// Complete fills the release, the Secret name and the namespace.
+func (o *RunOptions) Complete(args []string) {
+	o.Release = args[0]
+	if o.Secret == "" {
+		o.Secret = o.Release + DefaultSecretSuffix
+	}
+	o.namespace = o.settings.ResolveNamespace()
+}
+
+// Validate parses the durations and consumers and checks flag combinations.
+func (o *RunOptions) Validate() error {
+	var err error
+	if o.TTL != "" {
+		if o.overrides.TTL, err = parseTTL(o.TTL); err != nil {
+			return exitcode.Withf(exitcode.Usage, "--ttl %q: %v", o.TTL, err)
+		}
+	}
+	if o.Interval != "" {
+		if o.overrides.Interval, err = rotation.ParseDuration(o.Interval); err != nil {
+			return exitcode.Withf(exitcode.Usage, "--interval: %v", err)
+		}
+	}
+	if o.overrides.Consumers, err = rotation.ParseConsumers(strings.Join(o.Consumers, ",")); err != nil {
+		return exitcode.Withf(exitcode.Usage, "--consumer: %v", err)
+	}
+	if o.Force && strings.TrimSpace(o.Reason) == "" {
+		return exitcode.Withf(exitcode.Usage, "--force needs --reason \"...\" (it is recorded with the rotation)")
+	}
+	if o.Timeout <= 0 {
+		return exitcode.Withf(exitcode.Usage, "--timeout must be positive")
+	}
+	o.overrides.Force, o.overrides.Reason = o.Force, o.Reason
+	return nil
+}
+
+func stdinIsTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
+
+func parseTTL(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	if d, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil {
+			return 0, errors.New("not a number of days")
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
+}
+
+// Run connects, resolves the configuration, shows the plan, and drives the engine.
+func (o *RunOptions) Run(ctx context.Context) error {
+	target, err := connectKeyring(o.settings, o.namespace, o.Secret)
+	if err != nil {
+		return err
+	}
+	secret, err := target.Secret(ctx)
+	if apierrors.IsNotFound(err) {
+		return exitcode.Withf(exitcode.Usage, "keyring Secret %s/%s not found: is %q the release, and its Secret named like that? (--secret NAME, -n NAMESPACE)", o.namespace, o.Secret, o.Release)
+	}
+	if err != nil {
+		return err
+	}
+	cfg, err := rotation.ResolveConfig(secret.Annotations, releaseValues(ctx, target.Cluster, o.settings.Driver, o.Release), o.overrides)
+	if err != nil {
+		return exitcode.With(exitcode.Usage, err)
+	}
+	holder := holderIdentity()
+	engine := &rotation.Engine{
+		Cluster: target, Config: cfg, Holder: holder, Actor: actor(), TakeOver: o.TakeOver, Force: o.Force,
+		HolderAlive: holderAlive, Rand: rand.Reader, Out: o.streams.Out, RolloutTimeout: o.Timeout, Poll: time.Second,
+		NewRotationID: newRotationID,
+	}
+	target.Instance = holder
+	if !o.Yes {
+		if !o.isTerminal() {
+			return exitcode.Withf(exitcode.Usage, "not a terminal, so nobody can confirm the plan: review it with `rotate-key plan %s` and rerun with --yes", o.Release)
+		}
+		st, _ := rotation.ParseState(secret.Annotations)
+		now, err := target.Now(ctx)
+		if err != nil {
+			return err
+		}
+		d := rotation.Next(st, now, true, o.Force)
+		fmt.Fprintf(o.streams.Out, "Keyring %s/%s: %s. Next: %s — %s\nTTL %s (%s); consumers: %s\nProceed? [y/N] ",
+			o.namespace, o.Secret, st, d.Step, d.Reason, cfg.TTL, cfg.TTLSource, cfg.ConsumersSource)
+		answer, _ := bufio.NewReader(o.streams.In).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return exitcode.Withf(exitcode.Usage, "not confirmed; nothing was changed")
+		}
+	}
+	res, err := engine.Run(ctx, true)
+	if err != nil {
+		return classify(err)
+	}
+	return o.report(res)
+}
+
+// report prints where the rotation stands and the command to run next.
+func (o *RunOptions) report(res rotation.Result) error {
+	ns := ""
+	if o.settings.Namespace != "" {
+		ns = " -n " + o.namespace
+	}
+	switch res.Decision.Step {
+	case rotation.StepWaitTTL:
+		fmt.Fprintf(o.streams.Out, "Waiting: v%d is active; v%d stays until every token signed with it has expired.\nFinish after %s (in %s) with:\n  helm%s rotate-key %s\n",
+			res.State.To, res.State.From, res.State.RetireAfter.UTC().Format(time.RFC3339), time.Until(res.State.RetireAfter).Round(time.Second), ns, o.Release)
+		return exitcode.Withf(exitcode.Waiting, "rotation %s waits for the token TTL until %s", res.State.RotationID, res.State.RetireAfter.UTC().Format(time.RFC3339))
+	default:
+		fmt.Fprintf(o.streams.Out, "%s\n", res.Decision.Reason)
+		if !res.State.NextRotationDue.IsZero() {
+			fmt.Fprintf(o.streams.Out, "Next rotation due %s.\n", res.State.NextRotationDue.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// classify attaches the exit code to the engine's errors.
+func classify(err error) error {
+	var violation *keyring.Violation
+	var held *rotation.LockHeldError
+	switch {
+	case errors.As(err, &violation):
+		return exitcode.With(exitcode.Refused, err)
+	case errors.As(err, &held):
+		return exitcode.With(exitcode.LockHeld, err)
+	}
+	return err
+}
+
+func connectKeyring(settings *helmenv.Settings, namespace, secret string) (*kube.Keyring, error) {
+	cfg, err := settings.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	cluster, err := kube.Connect(cfg, namespace)
+	if err != nil {
+		return nil, err
+	}
+	return &kube.Keyring{Cluster: cluster, SecretName: secret}, nil
+}
+
+// releaseValues returns the release's values (user-supplied over chart defaults, one level deep is enough for the
+// TTL path), or nil when the release cannot be read (e.g. a hook Job without list on Secrets).
+func releaseValues(ctx context.Context, c *kube.Cluster, driver, name string) map[string]any {
+	data, err := c.ReleaseRecord(ctx, driver, name)
+	if err != nil {
+		return nil
+	}
+	rel, err := release.Decode(data)
+	if err != nil {
+		return nil
+	}
+	values := map[string]any{}
+	if rel.Chart != nil {
+		for k, v := range rel.Chart.Values {
+			values[k] = v
+		}
+	}
+	for k, v := range rel.Config {
+		values[k] = v
+	}
+	return values
+}
+
+func holderIdentity() string {
+	host, _ := os.Hostname()
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	return fmt.Sprintf("%s@%s pid %d", name, host, os.Getpid())
+}
+
+// holderAlive is false only for a holder that ran on this host with a process ID that no longer exists.
+func holderAlive(holder string) bool {
+	at := strings.LastIndex(holder, "@")
+	rest := holder[at+1:]
+	host, pidText, ok := strings.Cut(rest, " pid ")
+	me, _ := os.Hostname()
+	if at < 0 || !ok || host != me {
+		return true
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 0 {
+		return true
+	}
+	return syscall.Kill(pid, 0) == nil || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func actor() string {
+	return strings.SplitN(holderIdentity(), " pid ", 2)[0] + " via rotate-key " + version.Get().Version
+}
+
+func newRotationID(now time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}

@@ -1,0 +1,180 @@
+package rotation
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Configuration annotations: the chart writes them on the keyring Secret so that the Secret carries its own
+// settings wherever the rotation runs (operator machine, hook Job, CronJob).
+const (
+	AnnoTTLSeconds = Prefix + "ttl-seconds"
+	AnnoInterval   = Prefix + "rotation-interval"
+	AnnoConsumers  = Prefix + "consumers"
+	AnnoTTLPath    = Prefix + "ttl-values-path"
+)
+
+// Defaults, used only when nothing is configured.
+const (
+	DefaultTTL      = 90 * 24 * time.Hour
+	DefaultInterval = 90 * 24 * time.Hour
+	DefaultTTLPath  = "tokenTtlSeconds"
+	MinTTL          = 60 * time.Second
+)
+
+// ConsumerRef names a workload that reads the keyring.
+type ConsumerRef struct {
+	Kind string // Deployment, StatefulSet or DaemonSet
+	Name string
+}
+
+func (c ConsumerRef) String() string { return c.Kind + "/" + c.Name }
+
+// ParseConsumers reads "Deployment/a, StatefulSet/b".
+func ParseConsumers(v string) ([]ConsumerRef, error) {
+	var out []ConsumerRef
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		kind, name, ok := strings.Cut(part, "/")
+		switch kind {
+		case "Deployment", "StatefulSet", "DaemonSet":
+		default:
+			ok = false
+		}
+		if !ok || name == "" {
+			return nil, fmt.Errorf("consumer %q is not Deployment/NAME, StatefulSet/NAME or DaemonSet/NAME", part)
+		}
+		out = append(out, ConsumerRef{Kind: kind, Name: name})
+	}
+	return out, nil
+}
+
+// Overrides are the command-line settings, which win over everything else.
+type Overrides struct {
+	TTL       time.Duration
+	Interval  time.Duration
+	Consumers []ConsumerRef
+	// Force and Reason allow a TTL shorter than the configured one (an emergency rotation of a leaked key).
+	Force  bool
+	Reason string
+}
+
+// Config is the resolved configuration of a rotation, with where each value came from.
+type Config struct {
+	TTL             time.Duration
+	TTLSource       string
+	Interval        time.Duration
+	IntervalSource  string
+	Consumers       []ConsumerRef // empty: discover them
+	ConsumersSource string
+}
+
+// ResolveConfig combines, in order of precedence: flags, the Secret's annotations, the release's values (TTL only,
+// at the path the Secret names or tokenTtlSeconds), then the defaults. A --ttl shorter than the configured TTL
+// is refused without --force and --reason: tokens signed with the old key would be rejected before they expire.
+func ResolveConfig(annotations map[string]string, values map[string]any, o Overrides) (Config, error) {
+	c := Config{TTL: DefaultTTL, TTLSource: "default (90 days: nothing configured)", Interval: DefaultInterval, IntervalSource: "default (90 days)", ConsumersSource: "discovered (pod templates that reference the Secret)"}
+	configured, configuredSource := time.Duration(0), ""
+	if v, ok := annotations[AnnoTTLSeconds]; ok {
+		d, err := parseSeconds(v)
+		if err != nil {
+			return c, fmt.Errorf("annotation %s: %w", AnnoTTLSeconds, err)
+		}
+		configured, configuredSource = d, "Secret annotation "+AnnoTTLSeconds
+	} else {
+		path := DefaultTTLPath
+		if p := annotations[AnnoTTLPath]; p != "" {
+			path = p
+		}
+		if raw, ok := lookupPath(values, path); ok {
+			d, err := parseSeconds(fmt.Sprint(raw))
+			if err != nil {
+				return c, fmt.Errorf("release value %s: %w", path, err)
+			}
+			configured, configuredSource = d, "release value "+path
+		}
+	}
+	if configured > 0 {
+		c.TTL, c.TTLSource = configured, configuredSource
+	}
+	if o.TTL > 0 {
+		if o.TTL < MinTTL {
+			return c, fmt.Errorf("--ttl %s is below the minimum of %s", o.TTL, MinTTL)
+		}
+		if o.TTL < c.TTL && !(o.Force && strings.TrimSpace(o.Reason) != "") {
+			return c, fmt.Errorf("--ttl %s is shorter than the configured TTL %s (%s): tokens signed with the old key would be rejected before they expire; if that is intended (a leaked key), add --force --reason \"...\"", o.TTL, c.TTL, c.TTLSource)
+		}
+		c.TTL, c.TTLSource = o.TTL, "flag --ttl"
+		if o.Force && o.Reason != "" {
+			c.TTLSource += fmt.Sprintf(" (forced: %s)", o.Reason)
+		}
+	}
+	if v, ok := annotations[AnnoInterval]; ok {
+		d, err := parseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("annotation %s: %w", AnnoInterval, err)
+		}
+		c.Interval, c.IntervalSource = d, "Secret annotation "+AnnoInterval
+	}
+	if o.Interval > 0 {
+		c.Interval, c.IntervalSource = o.Interval, "flag --interval"
+	}
+	if v := annotations[AnnoConsumers]; v != "" {
+		refs, err := ParseConsumers(v)
+		if err != nil {
+			return c, fmt.Errorf("annotation %s: %w", AnnoConsumers, err)
+		}
+		c.Consumers, c.ConsumersSource = refs, "Secret annotation "+AnnoConsumers
+	}
+	if len(o.Consumers) > 0 {
+		c.Consumers, c.ConsumersSource = o.Consumers, "flag --consumer"
+	}
+	return c, nil
+}
+
+func parseSeconds(v string) (time.Duration, error) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || f < MinTTL.Seconds() || f > 10*365*24*3600 || f != float64(int64(f)) {
+		return 0, fmt.Errorf("%q is not a whole number of seconds between %d and 10 years", v, int(MinTTL.Seconds()))
+	}
+	return time.Duration(int64(f)) * time.Second, nil
+}
+
+// parseDuration accepts Go durations ("2160h") and days ("90d").
+func parseDuration(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if d, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%q is not a number of days", v)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Hour {
+		return 0, fmt.Errorf("%q is not a duration of at least 1h (e.g. 90d or 2160h)", v)
+	}
+	return d, nil
+}
+
+// ParseDuration is parseDuration for flags.
+func ParseDuration(v string) (time.Duration, error) { return parseDuration(v) }
+
+func lookupPath(values map[string]any, path string) (any, bool) {
+	var cur any = values
+	for _, part := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}

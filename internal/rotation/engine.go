@@ -1,0 +1,384 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+)
+
+// Consumer is a workload that reads the keyring, as the cluster layer found it.
+type Consumer struct {
+	Ref ConsumerRef
+	// Pinned lists the keyring data keys the pod template names explicitly (secretKeyRef.key, volume items[].key):
+	// those versions are never retired.
+	Pinned []string
+}
+
+// RolloutStatus is one consumer's progress towards "no pod from before the restart is left".
+type RolloutStatus struct {
+	Done     bool
+	Progress string
+}
+
+// Cluster is everything the engine needs from the API server. Package kube implements it; tests wrap it to inject
+// faults at one call.
+type Cluster interface {
+	// Secret reads the keyring Secret.
+	Secret(ctx context.Context) (*corev1.Secret, error)
+	// UpdateSecret writes it, guarded by its resourceVersion (a conflict is apierrors.IsConflict).
+	UpdateSecret(ctx context.Context, s *corev1.Secret) (*corev1.Secret, error)
+	// Consumers returns the named workloads, or when refs is empty the ones whose pod templates reference the Secret.
+	Consumers(ctx context.Context, refs []ConsumerRef) ([]Consumer, error)
+	// Restart sets the restart annotation of a consumer's pod template to value (a no-op when already set).
+	Restart(ctx context.Context, c ConsumerRef, value string) error
+	// Rollout reports whether every pod of the consumer carries the restart value and the workload is available.
+	Rollout(ctx context.Context, c ConsumerRef, value string) (RolloutStatus, error)
+	// Event records an Event on the Secret (reason and message never hold key material).
+	Event(ctx context.Context, s *corev1.Secret, eventType, reason, message string)
+	// Now is the API server's clock.
+	Now(ctx context.Context) (time.Time, error)
+	// Preflight checks, before the first write, that every permission the rotation needs is granted.
+	Preflight(ctx context.Context, consumers []Consumer) error
+}
+
+// Engine runs a rotation: observe the Secret, decide the next step, act, persist, repeat — until the rotation
+// waits for the TTL or has nothing left to do. One Engine value is one run.
+type Engine struct {
+	Cluster Cluster
+	Config  Config
+	// Holder identifies this run in the lease; Actor is written into the state ("user@host via rotate-key v1").
+	Holder, Actor string
+	// TakeOver takes a live lease held by another run.
+	TakeOver bool
+	// Force starts a rotation before it is due.
+	Force bool
+	// HolderAlive tells whether another lease holder still runs (nil: assume it does).
+	HolderAlive func(holder string) bool
+	// Rand is the key source (crypto/rand.Reader).
+	Rand io.Reader
+	// Out receives one progress line per step and per consumer change.
+	Out io.Writer
+	// RolloutTimeout bounds each rollout; when it passes, the run stops with a resumable state.
+	RolloutTimeout time.Duration
+	// Poll is the interval between rollout checks.
+	Poll time.Duration
+	// NewRotationID makes the id of a new rotation.
+	NewRotationID func(now time.Time) string
+
+	lease    *Lease
+	preflown bool
+}
+
+// Result is where a run left the rotation.
+type Result struct {
+	State    State
+	Keyring  *keyring.Keyring
+	Decision Decision
+}
+
+// ErrRolloutTimeout ends a run whose rollout did not finish in time; the state is resumable.
+var ErrRolloutTimeout = errors.New("rollout did not finish in time")
+
+// Run drives the rotation as far as it can go now. startRequested starts a new rotation when none is in progress.
+func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
+	acted := false // once this run has moved the rotation, reaching Idle again means it finished
+	for attempt := 0; ; attempt++ {
+		secret, k, st, now, err := e.observe(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		d := Next(st, now, startRequested && !acted, e.Force)
+		if acted && st.Phase == Idle {
+			d = Decision{Step: StepNothing, Reason: "rotation finished", Until: st.NextRotationDue}
+		}
+		res := Result{State: st, Keyring: k, Decision: d}
+		if d.Step == StepNothing || d.Step == StepWaitTTL {
+			return res, e.release(ctx, secret)
+		}
+		if !e.preflown {
+			consumers, err := e.Cluster.Consumers(ctx, e.Config.Consumers)
+			if err != nil {
+				return res, err
+			}
+			if err := e.Cluster.Preflight(ctx, consumers); err != nil {
+				return res, err
+			}
+			e.preflown = true
+		}
+		e.printf("%s: %s — %s", secretName(secret), d.Step, d.Reason)
+		switch err := e.act(ctx, secret, k, st, now, d); {
+		case apierrors.IsConflict(err) && attempt < 20:
+			continue // someone wrote the Secret in between: observe again
+		case err != nil:
+			return res, err
+		}
+		acted = true
+	}
+}
+
+func (e *Engine) observe(ctx context.Context) (*corev1.Secret, *keyring.Keyring, State, time.Time, error) {
+	secret, err := e.Cluster.Secret(ctx)
+	if err != nil {
+		return nil, nil, State{}, time.Time{}, err
+	}
+	k, err := keyring.Parse(secretName(secret), secret.Data)
+	if err != nil {
+		return nil, nil, State{}, time.Time{}, err
+	}
+	st, err := ParseState(secret.Annotations)
+	if err != nil {
+		return nil, nil, State{}, time.Time{}, fmt.Errorf("keyring Secret %s: %w", secretName(secret), err)
+	}
+	now, err := e.Cluster.Now(ctx)
+	return secret, k, st, now, err
+}
+
+// act performs one step; every transition is a single resourceVersion-guarded write.
+func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyring, st State, now time.Time, d Decision) error {
+	rotationID := st.RotationID
+	if d.Step == StepStart {
+		rotationID = e.NewRotationID(now)
+	}
+	if err := e.acquire(ctx, secret, rotationID, now); err != nil {
+		return err
+	}
+	switch d.Step {
+	case StepStart:
+		change, v, err := k.Add(e.Rand)
+		if err != nil {
+			return err
+		}
+		next := State{Phase: KeyAdded, RotationID: rotationID, From: k.Active, To: v, StartedAt: now, TransitionAt: now, Actor: e.Actor,
+			NextRotationDue: st.NextRotationDue}
+		return e.write(ctx, secret, change, next, "KeyAdded", fmt.Sprintf("added %s; active stays %s (rotation %s)", keyring.Kid(v), keyring.Kid(k.Active), rotationID))
+	case StepPromote:
+		change, err := k.Promote(st.To)
+		if err != nil {
+			return err
+		}
+		next := st
+		next.Phase, next.PromotedAt, next.TransitionAt = Promoted, now, now
+		return e.write(ctx, secret, change, next, "KeyPromoted", fmt.Sprintf("active is now %s; %s stays for verification (rotation %s)", keyring.Kid(st.To), keyring.Kid(st.From), st.RotationID))
+	case StepRetire:
+		consumers, err := e.Cluster.Consumers(ctx, e.Config.Consumers)
+		if err != nil {
+			return err
+		}
+		var pinned []string
+		for _, c := range consumers {
+			pinned = append(pinned, c.Pinned...)
+		}
+		change, err := k.Remove(st.From, pinned)
+		if err != nil {
+			return err
+		}
+		next := st
+		next.Phase, next.RetiredAt, next.TransitionAt = Retired, now, now
+		return e.write(ctx, secret, change, next, "KeyRetired", fmt.Sprintf("removed %s; active %s (rotation %s)", keyring.Kid(st.From), keyring.Kid(st.To), st.RotationID))
+	case StepRollout:
+		return e.rollout(ctx, secret, st)
+	}
+	return fmt.Errorf("internal error: no action for step %s", d.Step)
+}
+
+// rollout restarts every consumer with the phase's restart value, waits until none has a pod from before, then
+// records the next phase.
+func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) error {
+	value := st.RotationID + "/" + RolloutName(st.Phase)
+	consumers, err := e.Cluster.Consumers(ctx, e.Config.Consumers)
+	if err != nil {
+		return err
+	}
+	for _, c := range consumers {
+		if err := e.Cluster.Restart(ctx, c.Ref, value); err != nil {
+			return fmt.Errorf("restarting %s: %w", c.Ref, err)
+		}
+	}
+	deadline := time.Now().Add(e.RolloutTimeout)
+	lastRenew := time.Now()
+	progress := map[ConsumerRef]string{}
+	for {
+		pending := 0
+		for _, c := range consumers {
+			rs, err := e.Cluster.Rollout(ctx, c.Ref, value)
+			if err != nil {
+				return fmt.Errorf("watching the rollout of %s: %w", c.Ref, err)
+			}
+			if rs.Progress != progress[c.Ref] {
+				e.printf("  %s: %s", c.Ref, rs.Progress)
+				progress[c.Ref] = rs.Progress
+			}
+			if !rs.Done {
+				pending++
+			}
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %d of %d consumers still have pods from before the restart after %s; the rotation stays in phase %s and resumes where it stopped: rerun the same command", ErrRolloutTimeout, pending, len(consumers), e.RolloutTimeout, st.Phase)
+		}
+		if time.Since(lastRenew) >= RenewEvery {
+			fresh, err := e.renew(ctx)
+			if err != nil {
+				return err
+			}
+			secret, lastRenew = fresh, time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(e.Poll):
+		}
+	}
+	fresh, err := e.Cluster.Secret(ctx)
+	if err != nil {
+		return err
+	}
+	if fresh.ResourceVersion != secret.ResourceVersion {
+		secret = fresh // our own lease renewals; anything else is caught by the state check below
+	}
+	cur, err := ParseState(secret.Annotations)
+	if err != nil || cur.RotationID != st.RotationID || cur.Phase != st.Phase {
+		return apierrors.NewConflict(corev1.Resource("secrets"), secret.Name, errors.New("rotation state changed during the rollout"))
+	}
+	now, err := e.Cluster.Now(ctx)
+	if err != nil {
+		return err
+	}
+	next := st
+	next.TransitionAt = now
+	var reason, msg string
+	switch st.Phase {
+	case KeyAdded:
+		next.Phase, reason, msg = RolledOut, "ConsumersRestarted", fmt.Sprintf("every consumer restarted after %s was added (%d workloads)", keyring.Kid(st.To), len(consumers))
+	case Promoted:
+		// The server's Date header has whole seconds and the annotation stores whole seconds: round up, never early.
+		next.Phase, next.RetireAfter, next.TTLUsed = Waiting, now.Add(e.Config.TTL).Add(2*time.Second).Truncate(time.Second), e.Config.TTL
+		reason, msg = "ConsumersRestarted", fmt.Sprintf("no pod from before the promotion of %s is left; %s can be retired after %s (TTL %s, %s)",
+			keyring.Kid(st.To), keyring.Kid(st.From), next.RetireAfter.UTC().Format(time.RFC3339), e.Config.TTL, e.Config.TTLSource)
+	case Retired:
+		next = State{Phase: Idle, RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, PromotedAt: st.PromotedAt,
+			RetiredAt: st.RetiredAt, FinishedAt: now, TransitionAt: now, Actor: st.Actor, NextRotationDue: st.PromotedAt.Add(e.Config.Interval)}
+		reason, msg = "RotationFinished", fmt.Sprintf("rotation %s finished: active %s; next rotation due %s", st.RotationID, keyring.Kid(st.To), next.NextRotationDue.UTC().Format(time.RFC3339))
+	}
+	return e.write(ctx, secret, keyring.Change{}, next, reason, msg)
+}
+
+// write applies a data change and the next state (plus the renewed lease, or its release when the rotation goes
+// Idle) in one update; the result must still satisfy every keyring invariant.
+func (e *Engine) write(ctx context.Context, secret *corev1.Secret, change keyring.Change, next State, reason, message string) error {
+	updated := secret.DeepCopy()
+	updated.Data = keyring.Apply(secret.Data, change)
+	if err := keyring.Validate(secretName(secret), updated.Data); err != nil {
+		return err
+	}
+	updated.Annotations = next.ApplyAnnotations(secret.Annotations)
+	if next.Phase == Idle {
+		delete(updated.Annotations, AnnoLease)
+		e.lease = nil
+	} else if e.lease != nil {
+		now, err := e.Cluster.Now(ctx)
+		if err != nil {
+			return err
+		}
+		e.lease.Renewed = now
+		updated.Annotations[AnnoLease] = e.lease.Format()
+	}
+	written, err := e.Cluster.UpdateSecret(ctx, updated)
+	if err != nil {
+		return err
+	}
+	e.Cluster.Event(ctx, written, corev1.EventTypeNormal, reason, message)
+	e.printf("%s: %s", secretName(secret), message)
+	return nil
+}
+
+// acquire takes or renews the lease in its own write (so that a refused run changes nothing else).
+func (e *Engine) acquire(ctx context.Context, secret *corev1.Secret, rotationID string, now time.Time) error {
+	current, err := ParseLease(secret.Annotations[AnnoLease])
+	if err != nil {
+		return err
+	}
+	if e.lease != nil && current != nil && current.Holder == e.Holder {
+		return nil // ours, renewed with every write
+	}
+	lease, notice, err := DecideLease(current, e.Holder, rotationID, now, e.TakeOver, e.HolderAlive)
+	if err != nil {
+		return err
+	}
+	updated := secret.DeepCopy()
+	if updated.Annotations == nil {
+		updated.Annotations = map[string]string{}
+	}
+	updated.Annotations[AnnoLease] = lease.Format()
+	written, err := e.Cluster.UpdateSecret(ctx, updated)
+	if err != nil {
+		return err
+	}
+	if notice != "" {
+		e.printf("%s: %s", secretName(secret), notice)
+		e.Cluster.Event(ctx, written, corev1.EventTypeWarning, "LockTakenOver", notice)
+	}
+	e.lease = &lease
+	*secret = *written
+	return nil
+}
+
+// renew refreshes the lease during a long rollout.
+func (e *Engine) renew(ctx context.Context) (*corev1.Secret, error) {
+	secret, err := e.Cluster.Secret(ctx)
+	if err != nil {
+		return nil, err
+	}
+	current, err := ParseLease(secret.Annotations[AnnoLease])
+	if err != nil {
+		return nil, err
+	}
+	if current == nil || current.Holder != e.Holder {
+		return nil, fmt.Errorf("the rotation lock was taken over by %s while this run waited for a rollout; this run stops (the other one carries on)", holderOf(current))
+	}
+	now, err := e.Cluster.Now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.lease.Renewed = now
+	updated := secret.DeepCopy()
+	updated.Annotations[AnnoLease] = e.lease.Format()
+	return e.Cluster.UpdateSecret(ctx, updated)
+}
+
+// release removes our lease when the run stops with the rotation waiting.
+func (e *Engine) release(ctx context.Context, secret *corev1.Secret) error {
+	current, err := ParseLease(secret.Annotations[AnnoLease])
+	if err != nil || current == nil || current.Holder != e.Holder {
+		return nil
+	}
+	updated := secret.DeepCopy()
+	delete(updated.Annotations, AnnoLease)
+	_, err = e.Cluster.UpdateSecret(ctx, updated)
+	e.lease = nil
+	return err
+}
+
+func holderOf(l *Lease) string {
+	if l == nil {
+		return "nobody (the lock was removed)"
+	}
+	return l.Holder
+}
+
+func secretName(s *corev1.Secret) string { return s.Namespace + "/" + s.Name }
+
+func (e *Engine) printf(format string, args ...any) {
+	if e.Out != nil {
+		fmt.Fprintf(e.Out, format+"\n", args...)
+	}
+}

@@ -1,0 +1,206 @@
+// Package rotation holds the rotation's phases, its state and configuration as they live on the keyring Secret,
+// the lock, and the decision of what to do next. It is pure: functions take values (the Secret's annotations, the
+// API server's time) and return values; the engine loop acts through an interface (see engine.go).
+package rotation
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Prefix is the one annotation prefix this project owns on the keyring Secret.
+const Prefix = "rotate-key.tracebloc.io/"
+
+// SchemaVersion is the version of the state annotations. A rotation spans 90 days and several plugin releases:
+// a newer plugin reads older schemas; an older plugin refuses a newer one instead of misreading it.
+const SchemaVersion = 1
+
+// State annotation keys.
+const (
+	AnnoSchema          = Prefix + "schema"
+	AnnoPhase           = Prefix + "phase"
+	AnnoRotationID      = Prefix + "rotation-id"
+	AnnoFrom            = Prefix + "from"
+	AnnoTo              = Prefix + "to"
+	AnnoStartedAt       = Prefix + "started-at"
+	AnnoPromotedAt      = Prefix + "promoted-at"
+	AnnoRetireAfter     = Prefix + "retire-after"
+	AnnoRetiredAt       = Prefix + "retired-at"
+	AnnoFinishedAt      = Prefix + "finished-at"
+	AnnoNextRotationDue = Prefix + "next-rotation-due"
+	AnnoTransitionAt    = Prefix + "last-transition-at"
+	AnnoActor           = Prefix + "actor"
+	AnnoTTLUsed         = Prefix + "ttl-seconds-used"
+	AnnoLease           = Prefix + "lease"
+)
+
+// Phase is where a rotation stands. Every transition between phases is one write of the Secret, guarded by its
+// resourceVersion; a run that crashes anywhere finds the last phase written and carries on from there.
+type Phase string
+
+const (
+	// Idle: no rotation in progress. A finished rotation returns here with NextRotationDue set.
+	Idle Phase = "Idle"
+	// KeyAdded: v(N+1) is in the Secret, `active` still names vN. Next: restart every consumer so that each one
+	// knows v(N+1) before anyone signs with it.
+	KeyAdded Phase = "KeyAdded"
+	// RolledOut: no pod that started before the add is left. Next: promote.
+	RolledOut Phase = "RolledOut"
+	// Promoted: `active` names v(N+1). Next: restart every consumer again, because a signer that read `active` at
+	// start keeps signing with vN until it restarts.
+	Promoted Phase = "Promoted"
+	// Waiting: every pre-promotion pod is gone; vN-signed tokens may live until RetireAfter. Next, once the API
+	// server's clock passes RetireAfter: retire vN.
+	Waiting Phase = "Waiting"
+	// Retired: vN is removed from the Secret. Next: restart the consumers once more, so that no running process
+	// still trusts vN (a leaked vN must stop working), then back to Idle.
+	Retired Phase = "Retired"
+)
+
+// State is the rotation state stored in the Secret's annotations.
+type State struct {
+	Phase           Phase
+	RotationID      string
+	From, To        int
+	StartedAt       time.Time
+	PromotedAt      time.Time
+	RetireAfter     time.Time
+	RetiredAt       time.Time
+	FinishedAt      time.Time
+	NextRotationDue time.Time
+	TransitionAt    time.Time
+	Actor           string
+	TTLUsed         time.Duration
+}
+
+// InProgress reports whether a rotation has started and not finished.
+func (s State) InProgress() bool { return s.Phase != Idle }
+
+// ParseState reads the state annotations; a Secret without them is Idle.
+func ParseState(annotations map[string]string) (State, error) {
+	s := State{Phase: Idle}
+	if v, ok := annotations[AnnoSchema]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return s, fmt.Errorf("annotation %s=%q is not a schema version", AnnoSchema, v)
+		}
+		if n > SchemaVersion {
+			return s, fmt.Errorf("the rotation state was written by a newer rotate-key (schema %d, this one reads up to %d): upgrade the plugin (helm plugin update rotate-key)", n, SchemaVersion)
+		}
+	}
+	if p, ok := annotations[AnnoPhase]; ok {
+		switch Phase(p) {
+		case Idle, KeyAdded, RolledOut, Promoted, Waiting, Retired:
+			s.Phase = Phase(p)
+		default:
+			return s, fmt.Errorf("annotation %s=%q is not a known phase", AnnoPhase, p)
+		}
+	}
+	var err error
+	s.RotationID = annotations[AnnoRotationID]
+	s.Actor = annotations[AnnoActor]
+	for key, dst := range map[string]*int{AnnoFrom: &s.From, AnnoTo: &s.To} {
+		if v, ok := annotations[key]; ok && err == nil {
+			n, ok := parseKid(v)
+			if !ok {
+				err = fmt.Errorf("annotation %s=%q is not a key id vN", key, v)
+			}
+			*dst = n
+		}
+	}
+	for key, dst := range map[string]*time.Time{AnnoStartedAt: &s.StartedAt, AnnoPromotedAt: &s.PromotedAt, AnnoRetireAfter: &s.RetireAfter,
+		AnnoRetiredAt: &s.RetiredAt, AnnoFinishedAt: &s.FinishedAt, AnnoNextRotationDue: &s.NextRotationDue, AnnoTransitionAt: &s.TransitionAt} {
+		if v, ok := annotations[key]; ok && err == nil {
+			*dst, err = time.Parse(time.RFC3339, v)
+			if err != nil {
+				err = fmt.Errorf("annotation %s=%q is not an RFC 3339 time", key, v)
+			}
+		}
+	}
+	if v, ok := annotations[AnnoTTLUsed]; ok && err == nil {
+		n, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil || n < 0 {
+			err = fmt.Errorf("annotation %s=%q is not a number of seconds", AnnoTTLUsed, v)
+		}
+		s.TTLUsed = time.Duration(n) * time.Second
+	}
+	if err == nil && s.InProgress() && (s.RotationID == "" || s.From == 0 || s.To == 0) {
+		err = fmt.Errorf("phase %s without a rotation id and versions: the state annotations were edited by hand", s.Phase)
+	}
+	return s, err
+}
+
+// Annotations returns the state as annotations: every state key, with "" for the ones unset, so that a merge patch
+// or an update removes stale values.
+func (s State) Annotations() map[string]string {
+	t := func(v time.Time) string {
+		if v.IsZero() {
+			return ""
+		}
+		return v.UTC().Format(time.RFC3339)
+	}
+	kid := func(v int) string {
+		if v == 0 {
+			return ""
+		}
+		return "v" + strconv.Itoa(v)
+	}
+	ttl := ""
+	if s.TTLUsed > 0 {
+		ttl = strconv.FormatInt(int64(s.TTLUsed/time.Second), 10)
+	}
+	return map[string]string{
+		AnnoSchema: strconv.Itoa(SchemaVersion), AnnoPhase: string(s.Phase), AnnoRotationID: s.RotationID,
+		AnnoFrom: kid(s.From), AnnoTo: kid(s.To), AnnoStartedAt: t(s.StartedAt), AnnoPromotedAt: t(s.PromotedAt),
+		AnnoRetireAfter: t(s.RetireAfter), AnnoRetiredAt: t(s.RetiredAt), AnnoFinishedAt: t(s.FinishedAt),
+		AnnoNextRotationDue: t(s.NextRotationDue), AnnoTransitionAt: t(s.TransitionAt), AnnoActor: s.Actor, AnnoTTLUsed: ttl,
+	}
+}
+
+// ApplyAnnotations writes the state into a copy of annotations, deleting the state keys that are unset.
+func (s State) ApplyAnnotations(annotations map[string]string) map[string]string {
+	out := make(map[string]string, len(annotations)+8)
+	for k, v := range annotations {
+		out[k] = v
+	}
+	for k, v := range s.Annotations() {
+		if v == "" {
+			delete(out, k)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// String summarises the state for logs and Events.
+func (s State) String() string {
+	if !s.InProgress() {
+		if s.NextRotationDue.IsZero() {
+			return "Idle"
+		}
+		return "Idle, next rotation due " + s.NextRotationDue.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s (rotation %s, v%d -> v%d)", s.Phase, s.RotationID, s.From, s.To)
+}
+
+func parseKid(s string) (int, bool) {
+	if !strings.HasPrefix(s, "v") {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s[1:])
+	return n, err == nil && n > 0 && strconv.Itoa(n) == s[1:]
+}
+
+// sortedKeys is used for deterministic output.
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
