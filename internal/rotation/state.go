@@ -5,7 +5,6 @@ package rotation
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -193,14 +192,4 @@ func parseKid(s string) (int, bool) {
 	}
 	n, err := strconv.Atoi(s[1:])
 	return n, err == nil && n > 0 && strconv.Itoa(n) == s[1:]
-}
-
-// sortedKeys is used for deterministic output.
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -1,0 +1,159 @@
+package rotation
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func TestStateRoundTrip(t *testing.T) {
+	s := State{Phase: Waiting, RotationID: "r1", From: 1, To: 2, StartedAt: t0, PromotedAt: t0.Add(time.Minute),
+		RetireAfter: t0.Add(time.Hour), TransitionAt: t0.Add(2 * time.Minute), Actor: "alice@laptop via rotate-key v0.1.0", TTLUsed: time.Hour}
+	annotations := s.ApplyAnnotations(map[string]string{"other": "kept", AnnoFinishedAt: "2020-01-01T00:00:00Z"})
+	if annotations["other"] != "kept" {
+		t.Fatal("foreign annotations must be kept")
+	}
+	if _, ok := annotations[AnnoFinishedAt]; ok {
+		t.Fatal("an unset state field must remove its stale annotation")
+	}
+	got, err := ParseState(annotations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != s {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, s)
+	}
+	idle, err := ParseState(nil)
+	if err != nil || idle.Phase != Idle || idle.InProgress() {
+		t.Fatalf("no annotations must be Idle: %+v %v", idle, err)
+	}
+}
+
+func TestParseStateRefusesWhatItCannotTrust(t *testing.T) {
+	for name, a := range map[string]map[string]string{
+		"newer schema":        {AnnoSchema: "2", AnnoPhase: "Idle"},
+		"unknown phase":       {AnnoPhase: "Rotating"},
+		"bad time":            {AnnoPhase: "Waiting", AnnoRotationID: "r", AnnoFrom: "v1", AnnoTo: "v2", AnnoRetireAfter: "tomorrow"},
+		"bad version":         {AnnoPhase: "KeyAdded", AnnoRotationID: "r", AnnoFrom: "1", AnnoTo: "v2"},
+		"phase without ids":   {AnnoPhase: "Promoted"},
+		"negative ttl":        {AnnoTTLUsed: "-5"},
+		"schema not a number": {AnnoSchema: "one"},
+	} {
+		if _, err := ParseState(a); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+}
+
+func TestNext(t *testing.T) {
+	inProgress := func(p Phase) State {
+		return State{Phase: p, RotationID: "r", From: 1, To: 2, RetireAfter: t0.Add(time.Hour)}
+	}
+	tests := []struct {
+		name         string
+		state        State
+		now          time.Time
+		start, force bool
+		want         Step
+	}{
+		{"idle, run starts", State{Phase: Idle}, t0, true, false, StepStart},
+		{"idle, scheduled check does not start", State{Phase: Idle}, t0, false, false, StepNothing},
+		{"idle, not due yet", State{Phase: Idle, NextRotationDue: t0.Add(time.Hour)}, t0, true, false, StepNothing},
+		{"idle, not due but forced", State{Phase: Idle, NextRotationDue: t0.Add(time.Hour)}, t0, true, true, StepStart},
+		{"idle, due", State{Phase: Idle, NextRotationDue: t0.Add(-time.Second)}, t0, true, false, StepStart},
+		{"key added", inProgress(KeyAdded), t0, true, false, StepRollout},
+		{"rolled out", inProgress(RolledOut), t0, true, false, StepPromote},
+		{"promoted", inProgress(Promoted), t0, false, false, StepRollout},
+		{"waiting, before retire-after", inProgress(Waiting), t0.Add(59 * time.Minute), true, true, StepWaitTTL},
+		{"waiting, at retire-after", inProgress(Waiting), t0.Add(time.Hour), true, false, StepRetire},
+		{"retired", inProgress(Retired), t0, true, false, StepRollout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Next(tt.state, tt.now, tt.start, tt.force)
+			if d.Step != tt.want || d.Reason == "" {
+				t.Fatalf("Next = %+v, want %s", d, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecideLease(t *testing.T) {
+	other := &Lease{Holder: "bob@ci pid 7", RotationID: "r", Renewed: t0, Duration: LeaseDuration}
+	alive := func(string) bool { return true }
+	dead := func(string) bool { return false }
+	if l, notice, err := DecideLease(nil, "me", "r", t0, false, alive); err != nil || notice != "" || l.Holder != "me" {
+		t.Fatalf("free lock: %v %q", err, notice)
+	}
+	if _, notice, err := DecideLease(&Lease{Holder: "me", Renewed: t0.Add(-time.Hour), Duration: time.Second}, "me", "r", t0, false, alive); err != nil || notice != "" {
+		t.Fatalf("own lock: %v %q", err, notice)
+	}
+	_, _, err := DecideLease(other, "me", "r", t0.Add(20*time.Second), false, alive)
+	var held *LockHeldError
+	if !errors.As(err, &held) || !strings.Contains(err.Error(), "bob@ci pid 7") || !strings.Contains(err.Error(), "renewed 20s ago") {
+		t.Fatalf("live lock of another run: %v", err)
+	}
+	if _, notice, err := DecideLease(other, "me", "r", t0.Add(LeaseDuration), false, alive); err != nil || !strings.Contains(notice, "expired") {
+		t.Fatalf("expired lock: %v %q", err, notice)
+	}
+	if _, notice, err := DecideLease(other, "me", "r", t0, false, dead); err != nil || !strings.Contains(notice, "gone") {
+		t.Fatalf("dead holder: %v %q", err, notice)
+	}
+	if _, notice, err := DecideLease(other, "me", "r", t0, true, alive); err != nil || !strings.Contains(notice, "--take-over") {
+		t.Fatalf("take over: %v %q", err, notice)
+	}
+	parsed, err := ParseLease(other.Format())
+	if err != nil || *parsed != *other {
+		t.Fatalf("lease round trip: %+v %v", parsed, err)
+	}
+	for _, bad := range []string{"holder=x", "holder=x;renewed=now;seconds=5", "holder=x;renewed=2026-11-25T12:00:00Z;seconds=0"} {
+		if _, err := ParseLease(bad); err == nil {
+			t.Errorf("ParseLease(%q): want an error", bad)
+		}
+	}
+}
+
+func TestResolveConfigPrecedence(t *testing.T) {
+	values := map[string]any{"tokenTtlSeconds": float64(600), "auth": map[string]any{"ttl": float64(120)}}
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		values      map[string]any
+		o           Overrides
+		ttl         time.Duration
+		source      string
+		wantErr     string
+	}{
+		{"nothing configured", nil, nil, Overrides{}, DefaultTTL, "default", ""},
+		{"release value", nil, values, Overrides{}, 600 * time.Second, "release value tokenTtlSeconds", ""},
+		{"values path from the Secret", map[string]string{AnnoTTLPath: "auth.ttl"}, values, Overrides{}, 120 * time.Second, "release value auth.ttl", ""},
+		{"annotation beats values", map[string]string{AnnoTTLSeconds: "300"}, values, Overrides{}, 300 * time.Second, "Secret annotation", ""},
+		{"longer flag", map[string]string{AnnoTTLSeconds: "300"}, nil, Overrides{TTL: time.Hour}, time.Hour, "flag --ttl", ""},
+		{"shorter flag refused", map[string]string{AnnoTTLSeconds: "300"}, nil, Overrides{TTL: 60 * time.Second}, 0, "", "--force --reason"},
+		{"shorter flag forced", map[string]string{AnnoTTLSeconds: "300"}, nil, Overrides{TTL: 60 * time.Second, Force: true, Reason: "leaked"}, 60 * time.Second, "forced: leaked", ""},
+		{"below minimum", nil, nil, Overrides{TTL: time.Second, Force: true, Reason: "x"}, 0, "", "minimum"},
+		{"bad annotation", map[string]string{AnnoTTLSeconds: "soon"}, nil, Overrides{}, 0, "", AnnoTTLSeconds},
+		{"bad consumers", map[string]string{AnnoConsumers: "Pod/x"}, nil, Overrides{}, 0, "", AnnoConsumers},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ResolveConfig(tt.annotations, tt.values, tt.o)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("want error with %q, got %v", tt.wantErr, err)
+				}
+				return
+			}
+			if err != nil || c.TTL != tt.ttl || !strings.Contains(c.TTLSource, tt.source) {
+				t.Fatalf("got %s from %q (%v), want %s from %q", c.TTL, c.TTLSource, err, tt.ttl, tt.source)
+			}
+		})
+	}
+	c, err := ResolveConfig(map[string]string{AnnoInterval: "30d", AnnoConsumers: "Deployment/a, StatefulSet/b"}, nil, Overrides{})
+	if err != nil || c.Interval != 30*24*time.Hour || len(c.Consumers) != 2 || c.Consumers[1].String() != "StatefulSet/b" {
+		t.Fatalf("interval and consumers: %+v %v", c, err)
+	}
+}

@@ -1,0 +1,286 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
+)
+
+// recorder keeps what the TEST saw through its own watches, with the test's own clock: the ordering proof never
+// relies on timestamps the tool writes.
+type recorder struct {
+	mu      sync.Mutex
+	seq     int
+	secrets []secretSeen
+	pods    map[types.UID]*podSeen
+	keys    map[string][]byte // every key version's bytes ever seen, for the leak scan
+}
+
+type secretSeen struct {
+	seq    int
+	keys   []string
+	active string
+}
+
+type podSeen struct {
+	name, restartedFor string
+	added, deleted     int // sequence numbers; 0 = not seen
+}
+
+func (r *recorder) next() int { r.seq++; return r.seq }
+
+// watchNamespace records every Secret change and pod add/delete in ns until ctx ends.
+func watchNamespace(ctx context.Context, t *testing.T, ns, secret string) *recorder {
+	t.Helper()
+	r := &recorder{pods: map[types.UID]*podSeen{}, keys: map[string][]byte{}}
+	sw, err := cluster.Client.CoreV1().Secrets(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := cluster.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for ev := range sw.ResultChan() {
+			s, ok := ev.Object.(*corev1.Secret)
+			if !ok {
+				continue
+			}
+			r.mu.Lock()
+			seen := secretSeen{seq: r.next(), active: string(s.Data["active"])}
+			for k, v := range s.Data {
+				if k != "active" {
+					seen.keys = append(seen.keys, k)
+					r.keys[k+"@"+s.ResourceVersion] = v
+				}
+			}
+			r.secrets = append(r.secrets, seen)
+			r.mu.Unlock()
+		}
+	}()
+	go func() {
+		for ev := range pw.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			r.mu.Lock()
+			ps := r.pods[p.UID]
+			if ps == nil {
+				ps = &podSeen{name: p.Name, restartedFor: p.Annotations["rotate-key.tracebloc.io/restarted-for"]}
+				r.pods[p.UID] = ps
+			}
+			switch ev.Type {
+			case watch.Added:
+				if ps.added == 0 {
+					ps.added = r.next()
+				}
+			case watch.Deleted:
+				ps.deleted = r.next()
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+// firstSecret returns the sequence number of the first Secret event matching f (0 if none).
+func (r *recorder) firstSecret(f func(secretSeen) bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.secrets {
+		if f(s) {
+			return s.seq
+		}
+	}
+	return 0
+}
+
+func has(keys []string, k string) bool {
+	for _, x := range keys {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+func exitCode(err error) int {
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func statusJSON(t *testing.T, h *testcluster.Helm, ns string) map[string]any {
+	t.Helper()
+	out, _, err := h.RunSplit(context.Background(), "-n", ns, "rotate-key", "status", "app", "-o", "json")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestFullRotation runs the whole rotation through `helm rotate-key` on Helm 3 and Helm 4, on a release whose
+// Secret is read by two Deployments (jobs-manager by env, requests-proxy by volume), with a real 60 s TTL, and
+// proves the ordering from the test's own watch events.
+func TestFullRotation(t *testing.T) {
+	for _, major := range helmMajors() {
+		t.Run(fmt.Sprintf("helm%d", major), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			h := newHelm(t, major)
+			ns := namespace(t, fmt.Sprintf("rotate-h%d", major), nil)
+			if out, err := h.Run(ctx, "-n", ns, "install", "app", exampleChart(), "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"); err != nil {
+				t.Fatalf("install: %v\n%s", err, out)
+			}
+			rec := watchNamespace(ctx, t, ns, "app-requests-proxy-admin")
+			time.Sleep(500 * time.Millisecond) // the watches' initial ADDED events
+			rec.mu.Lock()
+			preAdd := map[types.UID]bool{}
+			for uid, p := range rec.pods {
+				if p.deleted == 0 {
+					preAdd[uid] = true
+				}
+			}
+			rec.mu.Unlock()
+			if len(preAdd) != 4 {
+				t.Fatalf("want 4 pods before the rotation, saw %d", len(preAdd))
+			}
+			var outputs []string
+
+			out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes")
+			outputs = append(outputs, out)
+			if exitCode(err) != 3 || !strings.Contains(out, "Finish after") {
+				t.Fatalf("first run: want exit 3 (waiting for the TTL), got %v\n%s", err, out)
+			}
+			added := rec.firstSecret(func(s secretSeen) bool { return has(s.keys, "key.v2") })
+			promoted := rec.firstSecret(func(s secretSeen) bool { return s.active == "v2" })
+			if added == 0 || promoted == 0 || promoted < added {
+				t.Fatalf("secret events: added at %d, promoted at %d", added, promoted)
+			}
+			rec.mu.Lock()
+			var alive []types.UID
+			for uid, p := range rec.pods {
+				if preAdd[uid] && (p.deleted == 0 || p.deleted > promoted) {
+					t.Errorf("pod %s from before the add was still running when v2 was promoted", p.name)
+				}
+				if p.added < promoted && p.added > added && (p.deleted == 0 || p.deleted > promoted) {
+					alive = append(alive, uid)
+				}
+			}
+			for _, uid := range alive {
+				if p := rec.pods[uid]; p.deleted == 0 {
+					t.Errorf("pod %s (started before the promotion) was not restarted after it", p.name)
+				}
+			}
+			second := 0
+			for _, p := range rec.pods {
+				if p.added > promoted && strings.HasSuffix(p.restartedFor, "/after-promote") && p.deleted == 0 {
+					second++
+				}
+			}
+			rec.mu.Unlock()
+			if second != 4 || len(alive) != 4 {
+				t.Fatalf("second rollout: %d pods restarted after the promotion, %d pods of the first rollout replaced; want 4 and 4", second, len(alive))
+			}
+
+			// Before retire-after: refused (still waiting), the Secret keeps v1.
+			out, err = h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes")
+			outputs = append(outputs, out)
+			if exitCode(err) != 3 {
+				t.Fatalf("second run before the TTL: want exit 3, got %v\n%s", err, out)
+			}
+			st := statusJSON(t, h, ns)
+			if st["phase"] != "Waiting" || fmt.Sprint(st["versions"]) != "[key.v1 key.v2]" || st["active"] != "v2" {
+				t.Fatalf("status while waiting: %v", st)
+			}
+			retireAfter, err := time.Parse(time.RFC3339, st["retireAfter"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Until(retireAfter) + time.Second)
+
+			out, err = h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes")
+			outputs = append(outputs, out)
+			if err != nil || !strings.Contains(out, "rotation finished") {
+				t.Fatalf("run after retire-after: %v\n%s", err, out)
+			}
+			st = statusJSON(t, h, ns)
+			if st["phase"] != "Idle" || fmt.Sprint(st["versions"]) != "[key.v2]" || st["active"] != "v2" || st["nextRotationDue"] == nil {
+				t.Fatalf("status after the rotation: %v", st)
+			}
+			retired := rec.firstSecret(func(s secretSeen) bool { return !has(s.keys, "key.v1") })
+			rec.mu.Lock()
+			third := 0
+			for _, p := range rec.pods {
+				if p.added > retired && strings.HasSuffix(p.restartedFor, "/after-retire") && p.deleted == 0 {
+					third++
+				}
+			}
+			rec.mu.Unlock()
+			if retired == 0 || third != 4 {
+				t.Fatalf("third rollout after the retirement (at %d): %d pods", retired, third)
+			}
+			statusOut, _ := h.Run(ctx, "-n", ns, "rotate-key", "status", "app")
+			outputs = append(outputs, statusOut, fmt.Sprint(st))
+			events, err := cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=app-requests-proxy-admin"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reasons := map[string]int{}
+			for _, e := range events.Items {
+				reasons[e.Reason]++
+				outputs = append(outputs, e.Message)
+			}
+			if reasons["KeyAdded"] != 1 || reasons["KeyPromoted"] != 1 || reasons["KeyRetired"] != 1 || reasons["RotationFinished"] != 1 {
+				t.Fatalf("events: %v", reasons)
+			}
+			assertNoKeyMaterial(t, rec, outputs)
+			t.Logf("helm%d: rotation v1 -> v2 done; secret events add@%d promote@%d retire@%d; %d pods restarted per rollout; events %v", major, added, promoted, retired, second, reasons)
+		})
+	}
+}
+
+// assertNoKeyMaterial scans texts for every key the test saw, raw, base64 and hex.
+func assertNoKeyMaterial(t *testing.T, rec *recorder, texts []string) {
+	t.Helper()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	all := strings.Join(texts, "\n")
+	for name, k := range rec.keys {
+		for _, form := range []string{string(k), base64.StdEncoding.EncodeToString(k), hex.EncodeToString(k)} {
+			if len(form) >= 16 && strings.Contains(all, form) {
+				t.Fatalf("key %s appears in the output", strings.Split(name, "@")[0])
+			}
+		}
+	}
+	if len(rec.keys) < 2 {
+		t.Fatalf("the scan saw %d keys; want at least 2", len(rec.keys))
+	}
+}
