@@ -70,6 +70,10 @@ func NewRootCommand(streams Streams, getenv func(string) string) *cobra.Command 
 	root.AddCommand(
 		newVersionCommand(streams),
 		newRunCommand(streams, &settings),
+		newRetireCommand(streams, &settings),
+		newAbortCommand(streams, &settings),
+		newCheckCommand(streams, &settings),
+		newPlanCommand(streams, &settings),
 		newStatusCommand(streams, &settings),
 		newGuardCommand(streams, &settings),
 		newInstallGuardCommand(streams, &settings, getenv),

@@ -16,13 +16,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
-	"github.com/tracebloc/helm-rotate-key/internal/release"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 	"github.com/tracebloc/helm-rotate-key/internal/version"
 )
@@ -40,6 +38,8 @@ type RunOptions struct {
 	Yes       bool
 	Timeout   time.Duration
 
+	// mode is "run" (start, resume or finish), "retire" (resume or finish, never start) or "abort".
+	mode      string
 	overrides rotation.Overrides
 	namespace string
 	settings  *helmenv.Settings
@@ -62,12 +62,34 @@ The state lives in annotations on the Secret: a crash anywhere, or a 90-day paus
 Repeated runs never add a second key. A live run elsewhere holds a lock (a lease on the Secret): another run is
 refused with the holder named; --take-over takes it from a run that is known to be dead.`
 
+const retireLong = `retire resumes a rotation in progress and, once the token TTL has passed, retires the old key and
+restarts the consumers. It never starts a new rotation, so it is safe to schedule (cron, CI): it exits 3 while
+the TTL runs and 0 when there is nothing to do.`
+
+const abortLong = `abort stops the rotation in progress.
+  Before the promotion: removes the new key (nothing was signed with it); active stays vN.
+  After the promotion: sets active back to vN and KEEPS v(N+1), because tokens may already be signed with it, then
+  restarts the consumers so every signer uses vN again.
+After the old key was retired there is nothing to undo: finish the rotation with run.`
+
 func newRunCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
-	o := &RunOptions{settings: settings, streams: streams, isTerminal: stdinIsTerminal}
+	return newEngineCommand(streams, settings, "run", "run RELEASE", "Start, resume or finish the rotation of a release's keys (also: rotate-key RELEASE)", runLong)
+}
+
+func newRetireCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
+	return newEngineCommand(streams, settings, "retire", "retire RELEASE", "Finish a rotation whose TTL has passed (never starts one; safe to schedule)", retireLong)
+}
+
+func newAbortCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
+	return newEngineCommand(streams, settings, "abort", "abort RELEASE", "Stop the rotation in progress (before promotion: drop the new key; after: revert active)", abortLong)
+}
+
+func newEngineCommand(streams Streams, settings *helmenv.Settings, mode, use, short, long string) *cobra.Command {
+	o := &RunOptions{settings: settings, streams: streams, isTerminal: stdinIsTerminal, mode: mode}
 	cmd := &cobra.Command{
-		Use:   "run RELEASE",
-		Short: "Start, resume or finish the rotation of a release's keys (also: rotate-key RELEASE)",
-		Long:  runLong,
+		Use:   use,
+		Short: short,
+		Long:  long,
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.Execute(cmd.Context(), args)
@@ -110,6 +132,9 @@ func (o *RunOptions) Complete(args []string) {
 		o.Secret = o.Release + DefaultSecretSuffix
 	}
 	o.namespace = o.settings.ResolveNamespace()
+	if o.mode == "" {
+		o.mode = "run"
+	}
 }
 
 // Validate parses the durations and consumers and checks flag combinations.
@@ -156,46 +181,42 @@ func parseTTL(v string) (time.Duration, error) {
 
 // Run connects, resolves the configuration, shows the plan, and drives the engine.
 func (o *RunOptions) Run(ctx context.Context) error {
-	target, err := connectKeyring(o.settings, o.namespace, o.Secret)
+	obs, err := observe(ctx, o.settings, o.namespace, o.Secret, o.Release, o.overrides)
 	if err != nil {
 		return err
 	}
-	secret, err := target.Secret(ctx)
-	if apierrors.IsNotFound(err) {
-		return exitcode.Withf(exitcode.Usage, "keyring Secret %s/%s not found: is %q the release, and its Secret named like that? (--secret NAME, -n NAMESPACE)", o.namespace, o.Secret, o.Release)
-	}
-	if err != nil {
+	if err := obs.require(o.namespace, o.Secret, o.Release); err != nil {
 		return err
-	}
-	cfg, err := rotation.ResolveConfig(secret.Annotations, releaseValues(ctx, target.Cluster, o.settings.Driver, o.Release), o.overrides)
-	if err != nil {
-		return exitcode.With(exitcode.Usage, err)
 	}
 	holder := holderIdentity()
+	obs.target.Instance = holder
 	engine := &rotation.Engine{
-		Cluster: target, Config: cfg, Holder: holder, Actor: actor(), TakeOver: o.TakeOver, Force: o.Force,
+		Cluster: obs.target, Config: obs.config, Holder: holder, Actor: actor(), TakeOver: o.TakeOver, Force: o.Force,
 		HolderAlive: holderAlive, Rand: rand.Reader, Out: o.streams.Out, RolloutTimeout: o.Timeout, Poll: time.Second,
 		NewRotationID: newRotationID,
 	}
-	target.Instance = holder
 	if !o.Yes {
 		if !o.isTerminal() {
-			return exitcode.Withf(exitcode.Usage, "not a terminal, so nobody can confirm the plan: review it with `rotate-key plan %s` and rerun with --yes", o.Release)
+			return exitcode.Withf(exitcode.Usage, "not a terminal, so nobody can confirm: review with `rotate-key plan %s` and rerun with --yes", o.Release)
 		}
-		st, _ := rotation.ParseState(secret.Annotations)
-		now, err := target.Now(ctx)
-		if err != nil {
-			return err
+		d := rotation.Next(obs.state, obs.now, o.mode == "run", o.Force)
+		what := fmt.Sprintf("%s — %s", d.Step, d.Reason)
+		if o.mode == "abort" {
+			what = "abort rotation " + obs.state.RotationID
 		}
-		d := rotation.Next(st, now, true, o.Force)
-		fmt.Fprintf(o.streams.Out, "Keyring %s/%s: %s. Next: %s — %s\nTTL %s (%s); consumers: %s\nProceed? [y/N] ",
-			o.namespace, o.Secret, st, d.Step, d.Reason, cfg.TTL, cfg.TTLSource, cfg.ConsumersSource)
+		fmt.Fprintf(o.streams.Out, "Keyring %s/%s: %s. Next: %s\nTTL %s (%s); consumers: %s\nProceed? [y/N] ",
+			o.namespace, o.Secret, obs.state, what, obs.config.TTL, obs.config.TTLSource, obs.config.ConsumersSource)
 		answer, _ := bufio.NewReader(o.streams.In).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 			return exitcode.Withf(exitcode.Usage, "not confirmed; nothing was changed")
 		}
 	}
-	res, err := engine.Run(ctx, true)
+	var res rotation.Result
+	if o.mode == "abort" {
+		res, err = engine.Abort(ctx)
+	} else {
+		res, err = engine.Run(ctx, o.mode == "run")
+	}
 	if err != nil {
 		return classify(err)
 	}
@@ -245,29 +266,6 @@ func connectKeyring(settings *helmenv.Settings, namespace, secret string) (*kube
 		return nil, err
 	}
 	return &kube.Keyring{Cluster: cluster, SecretName: secret}, nil
-}
-
-// releaseValues returns the release's values (user-supplied over chart defaults, one level deep is enough for the
-// TTL path), or nil when the release cannot be read (e.g. a hook Job without list on Secrets).
-func releaseValues(ctx context.Context, c *kube.Cluster, driver, name string) map[string]any {
-	data, err := c.ReleaseRecord(ctx, driver, name)
-	if err != nil {
-		return nil
-	}
-	rel, err := release.Decode(data)
-	if err != nil {
-		return nil
-	}
-	values := map[string]any{}
-	if rel.Chart != nil {
-		for k, v := range rel.Chart.Values {
-			values[k] = v
-		}
-	}
-	for k, v := range rel.Config {
-		values[k] = v
-	}
-	return values
 }
 
 func holderIdentity() string {

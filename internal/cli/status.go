@@ -11,13 +11,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
-	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/release"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -111,34 +109,18 @@ func (o *StatusOptions) Validate() error {
 
 // Run reads the release record and the keyring Secret and prints the report.
 func (o *StatusOptions) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	cfg, err := o.settings.RESTConfig()
+	obs, err := observe(ctx, o.settings, o.namespace, o.Secret, o.Release, rotation.Overrides{})
 	if err != nil {
 		return err
 	}
-	cluster, err := kube.Connect(cfg, o.namespace)
-	if err != nil {
-		return err
+	report := StatusReport{Namespace: o.namespace, Secret: o.Secret, Versions: []string{}, Release: obs.release}
+	if obs.releaseErr != nil {
+		report.ReleaseError = obs.releaseErr.Error()
 	}
-	report := StatusReport{Namespace: o.namespace, Secret: o.Secret, Versions: []string{}}
-	if data, err := cluster.ReleaseRecord(ctx, o.settings.Driver, o.Release); err != nil {
-		report.ReleaseError = err.Error()
-	} else if rel, err := release.Decode(data); err != nil {
-		report.ReleaseError = err.Error()
-	} else {
-		s := release.Summarize(rel)
-		report.Release = &s
-	}
-	target := &kube.Keyring{Cluster: cluster, SecretName: o.Secret}
-	secret, err := target.Secret(ctx)
-	switch {
-	case apierrors.IsNotFound(err):
+	if obs.secret == nil {
 		return o.print(report)
-	case err != nil:
-		return fmt.Errorf("cannot show the keyring of release %q: %w", o.Release, err)
 	}
+	secret, target, st, now := obs.secret, obs.target, obs.state, obs.now
 	report.SecretFound = true
 	for name := range secret.Data {
 		if versionKey.MatchString(name) {
@@ -146,20 +128,14 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		}
 	}
 	sort.Strings(report.Versions)
-	k, err := keyring.Parse(o.namespace+"/"+o.Secret, secret.Data)
-	if err != nil {
-		report.KeyringError = err.Error()
+	if obs.keyringErr != nil {
+		report.KeyringError = obs.keyringErr.Error()
 	} else {
-		report.Active, report.Encoding = keyring.Kid(k.Active), k.Encoding.String()
+		report.Active, report.Encoding = keyring.Kid(obs.keyring.Active), obs.keyring.Encoding.String()
 	}
-	st, err := rotation.ParseState(secret.Annotations)
-	if err != nil {
-		report.KeyringError = strings.TrimSpace(report.KeyringError + " " + err.Error())
+	if obs.stateErr != nil {
+		report.KeyringError = strings.TrimSpace(report.KeyringError + " " + obs.stateErr.Error())
 		return o.print(report)
-	}
-	now, err := cluster.Now(ctx)
-	if err != nil {
-		return err
 	}
 	report.Phase, report.RotationID = string(st.Phase), st.RotationID
 	if st.InProgress() {
@@ -171,9 +147,8 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	if !st.NextRotationDue.IsZero() {
 		report.NextRotationDue = &st.NextRotationDue
 	}
-	report.Overdue = (st.Phase == rotation.Idle && !st.NextRotationDue.IsZero() && now.After(st.NextRotationDue)) ||
-		(st.Phase == rotation.Waiting && now.After(st.RetireAfter.Add(24*time.Hour)))
-	if cfg, err := rotation.ResolveConfig(secret.Annotations, releaseValues(ctx, cluster, o.settings.Driver, o.Release), rotation.Overrides{}); err == nil {
+	report.Overdue = overdue(st, now)
+	if cfg, err := obs.config, obs.configErr; err == nil {
 		report.TTL, report.TTLSource = cfg.TTL.String(), cfg.TTLSource
 		if st.TTLUsed > 0 && st.InProgress() {
 			report.TTL, report.TTLSource = st.TTLUsed.String(), "recorded when this rotation's promotion rolled out"

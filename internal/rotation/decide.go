@@ -33,6 +33,8 @@ func RolloutName(p Phase) string {
 		return "after-promote"
 	case Retired:
 		return "after-retire"
+	case Reverted:
+		return "after-revert"
 	}
 	return ""
 }
@@ -63,6 +65,8 @@ func Next(s State, now time.Time, startRequested, force bool) Decision {
 		return Decision{Step: StepRetire, Reason: fmt.Sprintf("every token signed with v%d has expired (retire-after %s passed)", s.From, s.RetireAfter.UTC().Format(time.RFC3339))}
 	case Retired:
 		return Decision{Step: StepRollout, Reason: fmt.Sprintf("v%d is removed: restart the consumers so no running process still trusts it", s.From)}
+	case Reverted:
+		return Decision{Step: StepRollout, Reason: fmt.Sprintf("the rotation was aborted and v%d is active again: restart the consumers so no signer keeps using v%d", s.From, s.To)}
 	}
 	if !startRequested {
 		return Decision{Step: StepNothing, Reason: "no rotation in progress", Until: s.NextRotationDue}

@@ -188,6 +188,72 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 	return fmt.Errorf("internal error: no action for step %s", d.Step)
 }
 
+// Abort stops the rotation in progress. Before the promotion it removes v(N+1) (nobody signed with it) and returns
+// to Idle in one write. After it, `active` goes back to vN and v(N+1) stays, because tokens may already be signed
+// with it; the consumers are then restarted so every signer uses vN again. A retired vN cannot come back: finish
+// the rotation instead.
+func (e *Engine) Abort(ctx context.Context) (Result, error) {
+	for attempt := 0; ; attempt++ {
+		secret, k, st, now, err := e.observe(ctx)
+		if err != nil {
+			return Result{}, err
+		}
+		res := Result{State: st, Keyring: k}
+		var change keyring.Change
+		next := st
+		next.TransitionAt = now
+		var reason, msg string
+		switch st.Phase {
+		case Idle:
+			res.Decision = Decision{Step: StepNothing, Reason: "no rotation in progress: nothing to abort"}
+			return res, nil
+		case Retired:
+			return res, &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleTransition, Detail: fmt.Sprintf("v%d is already removed, so the rotation cannot be undone", st.From), Fix: "finish it: helm rotate-key run RELEASE"}
+		case Reverted:
+			// already reverted: finish the rollout below
+		case KeyAdded, RolledOut:
+			if change, err = k.Remove(st.To, nil); err != nil {
+				return res, err
+			}
+			next = State{Phase: Idle, RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, FinishedAt: now, TransitionAt: now,
+				Actor: e.Actor, NextRotationDue: st.NextRotationDue}
+			reason, msg = "RotationAborted", fmt.Sprintf("rotation %s aborted before the promotion: removed %s; active stays %s", st.RotationID, keyring.Kid(st.To), keyring.Kid(st.From))
+		case Promoted, Waiting:
+			if change, err = k.Promote(st.From); err != nil {
+				return res, err
+			}
+			next.Phase = Reverted
+			reason, msg = "RotationReverted", fmt.Sprintf("rotation %s aborted after the promotion: active is %s again; %s kept", st.RotationID, keyring.Kid(st.From), keyring.Kid(st.To))
+		}
+		if err := e.acquire(ctx, secret, st.RotationID, now); err != nil {
+			if apierrors.IsConflict(err) && attempt < 20 {
+				continue
+			}
+			return res, err
+		}
+		if st.Phase != Reverted {
+			err = e.write(ctx, secret, change, next, reason, msg)
+		}
+		if err == nil && next.Phase == Reverted {
+			if fresh, ferr := e.Cluster.Secret(ctx); ferr != nil {
+				err = ferr
+			} else {
+				err = e.rollout(ctx, fresh, next)
+			}
+		}
+		if apierrors.IsConflict(err) && attempt < 20 {
+			continue
+		}
+		if err != nil {
+			return res, err
+		}
+		_, _, st, _, err = e.observe(ctx)
+		res.State = st
+		res.Decision = Decision{Step: StepNothing, Reason: "rotation aborted"}
+		return res, err
+	}
+}
+
 // rollout restarts every consumer with the phase's restart value, waits until none has a pod from before, then
 // records the next phase.
 func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) error {
@@ -264,6 +330,10 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 		next.Phase, next.RetireAfter, next.TTLUsed = Waiting, now.Add(e.Config.TTL).Add(2*time.Second).Truncate(time.Second), e.Config.TTL
 		reason, msg = "ConsumersRestarted", fmt.Sprintf("no pod from before the promotion of %s is left; %s can be retired after %s (TTL %s, %s)",
 			keyring.Kid(st.To), keyring.Kid(st.From), next.RetireAfter.UTC().Format(time.RFC3339), e.Config.TTL, e.Config.TTLSource)
+	case Reverted:
+		next = State{Phase: Idle, RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, FinishedAt: now, TransitionAt: now,
+			Actor: st.Actor, NextRotationDue: st.NextRotationDue}
+		reason, msg = "RotationAborted", fmt.Sprintf("rotation %s aborted: active %s; %s kept because tokens may be signed with it", st.RotationID, keyring.Kid(st.From), keyring.Kid(st.To))
 	case Retired:
 		next = State{Phase: Idle, RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, PromotedAt: st.PromotedAt,
 			RetiredAt: st.RetiredAt, FinishedAt: now, TransitionAt: now, Actor: st.Actor, NextRotationDue: st.PromotedAt.Add(e.Config.Interval)}

@@ -57,6 +57,9 @@ const (
 	// Retired: vN is removed from the Secret. Next: restart the consumers once more, so that no running process
 	// still trusts vN (a leaked vN must stop working), then back to Idle.
 	Retired Phase = "Retired"
+	// Reverted: an abort after the promotion set `active` back to vN and kept v(N+1) (tokens may already be
+	// signed with it). Next: restart the consumers so every signer uses vN again, then back to Idle.
+	Reverted Phase = "Reverted"
 )
 
 // State is the rotation state stored in the Secret's annotations.
@@ -92,7 +95,7 @@ func ParseState(annotations map[string]string) (State, error) {
 	}
 	if p, ok := annotations[AnnoPhase]; ok {
 		switch Phase(p) {
-		case Idle, KeyAdded, RolledOut, Promoted, Waiting, Retired:
+		case Idle, KeyAdded, RolledOut, Promoted, Waiting, Retired, Reverted:
 			s.Phase = Phase(p)
 		default:
 			return s, fmt.Errorf("annotation %s=%q is not a known phase", AnnoPhase, p)
