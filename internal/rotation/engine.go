@@ -112,7 +112,6 @@ func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
 			}
 			e.preflown = true
 		}
-		e.printf("%s: %s — %s", secretName(secret), d.Step, d.Reason)
 		switch err := e.act(ctx, secret, k, st, now, d); {
 		case apierrors.IsConflict(err) && attempt < 20:
 			continue // someone wrote the Secret in between: observe again
@@ -149,6 +148,7 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 	if err := e.acquire(ctx, secret, rotationID, now); err != nil {
 		return err
 	}
+	e.printf("%s: %s — %s", secretName(secret), d.Step, d.Reason)
 	switch d.Step {
 	case StepStart:
 		change, v, err := k.Add(e.Rand)

@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// TestConcurrentRunsOneProceeds starts 5 runs at once while one consumer is held unavailable (minReadySeconds), so
+// that they overlap: one run proceeds, the other four are refused with exit code 4 naming the lock holder, and the
+// rotation ends correct once the consumer is released.
+func TestConcurrentRunsOneProceeds(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "concurrent", nil)
+	fixture(t, ns)
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		d, err := cluster.Client.AppsV1().Deployments(ns).Get(ctx, "verifier", metav1.GetOptions{})
+		return err == nil && d.Status.AvailableReplicas == 2, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := func(seconds int) {
+		patch := fmt.Sprintf(`{"spec":{"minReadySeconds":%d,"progressDeadlineSeconds":%d}}`, seconds, seconds+600)
+		if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctx, "verifier", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hold(3600) // restarted verifier pods become Ready but not Available for an hour: the rollout waits
+
+	type result struct {
+		out  string
+		code int
+	}
+	results := make([]result, 5)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(cluster.Binary, "--kubeconfig", cluster.Kubeconfig, "-n", ns, "run", "app", "--yes", "--timeout", "2m")
+			out, err := cmd.CombinedOutput()
+			results[i] = result{string(out), exitCode(err)}
+		}()
+	}
+	// Release the consumer once four runs have been refused (or after 30 s, which fails the test below).
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		refused := 0
+		for i := range results {
+			if results[i].code == 4 {
+				refused++
+			}
+		}
+		if refused == 4 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	hold(0)
+	wg.Wait()
+
+	proceeded, refused := 0, 0
+	for i, r := range results {
+		switch {
+		case r.code == 3 && strings.Contains(r.out, "Finish after"):
+			proceeded++
+		case r.code == 4 && strings.Contains(r.out, "another run holds the rotation lock: ") && strings.Contains(r.out, " pid "):
+			refused++
+		default:
+			t.Errorf("run %d: exit %d\n%s", i, r.code, r.out)
+		}
+	}
+	state, _ := endState(t, ns)
+	if proceeded != 1 || refused != 4 || state != "Waiting keys=active,key.v1,key.v2 active=v2" {
+		t.Fatalf("%d proceeded, %d refused, end state %q; want 1, 4 and Waiting with v1 and v2", proceeded, refused, state)
+	}
+	for _, r := range results {
+		if r.code == 4 {
+			t.Logf("refused run said: %s", strings.TrimSpace(r.out))
+			break
+		}
+	}
+}
