@@ -139,33 +139,34 @@ func (e *Engine) observe(ctx context.Context) (*corev1.Secret, *keyring.Keyring,
 	return secret, k, st, now, err
 }
 
-// act performs one step; every transition is a single resourceVersion-guarded write.
+// act performs one step; every transition is a single resourceVersion-guarded write. A step that would be
+// refused (a pinned version, a broken invariant) is refused before the lock is taken: a refusal writes nothing.
 func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyring, st State, now time.Time, d Decision) error {
 	rotationID := st.RotationID
-	if d.Step == StepStart {
-		rotationID = e.NewRotationID(now)
-	}
-	if err := e.acquire(ctx, secret, rotationID, now); err != nil {
-		return err
-	}
-	e.printf("%s: %s — %s", secretName(secret), d.Step, d.Reason)
+	var (
+		change keyring.Change
+		next   State
+		reason string
+		msg    string
+	)
 	switch d.Step {
 	case StepStart:
-		change, v, err := k.Add(e.Rand)
+		rotationID = e.NewRotationID(now)
+		c, v, err := k.Add(e.Rand)
 		if err != nil {
 			return err
 		}
-		next := State{Phase: KeyAdded, RotationID: rotationID, From: k.Active, To: v, StartedAt: now, TransitionAt: now, Actor: e.Actor,
-			NextRotationDue: st.NextRotationDue}
-		return e.write(ctx, secret, change, next, "KeyAdded", fmt.Sprintf("added %s; active stays %s (rotation %s)", keyring.Kid(v), keyring.Kid(k.Active), rotationID))
+		change, reason = c, "KeyAdded"
+		next = State{Phase: KeyAdded, RotationID: rotationID, From: k.Active, To: v, StartedAt: now, TransitionAt: now, Actor: e.Actor, NextRotationDue: st.NextRotationDue}
+		msg = fmt.Sprintf("added %s; active stays %s (rotation %s)", keyring.Kid(v), keyring.Kid(k.Active), rotationID)
 	case StepPromote:
-		change, err := k.Promote(st.To)
+		c, err := k.Promote(st.To)
 		if err != nil {
 			return err
 		}
-		next := st
+		change, reason, next = c, "KeyPromoted", st
 		next.Phase, next.PromotedAt, next.TransitionAt = Promoted, now, now
-		return e.write(ctx, secret, change, next, "KeyPromoted", fmt.Sprintf("active is now %s; %s stays for verification (rotation %s)", keyring.Kid(st.To), keyring.Kid(st.From), st.RotationID))
+		msg = fmt.Sprintf("active is now %s; %s stays for verification (rotation %s)", keyring.Kid(st.To), keyring.Kid(st.From), st.RotationID)
 	case StepRetire:
 		consumers, err := e.Cluster.Consumers(ctx, e.Config.Consumers)
 		if err != nil {
@@ -175,17 +176,28 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 		for _, c := range consumers {
 			pinned = append(pinned, c.Pinned...)
 		}
-		change, err := k.Remove(st.From, pinned)
+		c, err := k.Remove(st.From, pinned)
 		if err != nil {
 			return err
 		}
-		next := st
+		change, reason, next = c, "KeyRetired", st
 		next.Phase, next.RetiredAt, next.TransitionAt = Retired, now, now
-		return e.write(ctx, secret, change, next, "KeyRetired", fmt.Sprintf("removed %s; active %s (rotation %s)", keyring.Kid(st.From), keyring.Kid(st.To), st.RotationID))
+		msg = fmt.Sprintf("removed %s; active %s (rotation %s)", keyring.Kid(st.From), keyring.Kid(st.To), st.RotationID)
 	case StepRollout:
+	default:
+		return fmt.Errorf("internal error: no action for step %s", d.Step)
+	}
+	if err := keyring.Validate(secretName(secret), keyring.Apply(secret.Data, change)); err != nil {
+		return err
+	}
+	if err := e.acquire(ctx, secret, rotationID, now); err != nil {
+		return err
+	}
+	e.printf("%s: %s — %s", secretName(secret), d.Step, d.Reason)
+	if d.Step == StepRollout {
 		return e.rollout(ctx, secret, st)
 	}
-	return fmt.Errorf("internal error: no action for step %s", d.Step)
+	return e.write(ctx, secret, change, next, reason, msg)
 }
 
 // Abort stops the rotation in progress. Before the promotion it removes v(N+1) (nobody signed with it) and returns
