@@ -3,6 +3,7 @@ module github.com/tracebloc/helm-rotate-key
 go 1.26.0
 
 require (
+	github.com/arran4/golang-ical v0.3.4
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.10
 	golang.org/x/term v0.47.0

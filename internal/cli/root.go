@@ -74,6 +74,7 @@ func NewRootCommand(streams Streams, getenv func(string) string) *cobra.Command 
 		newAbortCommand(streams, &settings),
 		newCheckCommand(streams, &settings),
 		newPlanCommand(streams, &settings),
+		newRemindCommand(streams, &settings),
 		newStatusCommand(streams, &settings),
 		newGuardCommand(streams, &settings),
 		newInstallGuardCommand(streams, &settings, getenv),
