@@ -184,14 +184,21 @@ func (k *Keyring) Event(ctx context.Context, s *corev1.Secret, eventType, reason
 	_, _ = k.Client.CoreV1().Events(s.Namespace).Create(ctx, ev, metav1.CreateOptions{})
 }
 
+var _ rotation.Cluster = (*Keyring)(nil)
+
 // Preflight asks the API server (SelfSubjectAccessReview) for every permission the rotation needs, and names the
 // missing ones before anything is written.
-func (k *Keyring) Preflight(ctx context.Context, consumers []rotation.Consumer) error {
+func (k *Keyring) Preflight(ctx context.Context, consumers []rotation.ConsumerRef) error {
 	type need struct{ verb, group, resource, name string }
 	needs := []need{{"get", "", "secrets", k.SecretName}, {"update", "", "secrets", k.SecretName}, {"create", "", "events", ""}, {"list", "", "pods", ""}}
 	for _, c := range consumers {
-		res := strings.ToLower(c.Ref.Kind) + "s"
-		needs = append(needs, need{"get", "apps", res, c.Ref.Name}, need{"patch", "apps", res, c.Ref.Name})
+		res := strings.ToLower(c.Kind) + "s"
+		needs = append(needs, need{"get", "apps", res, c.Name}, need{"patch", "apps", res, c.Name})
+	}
+	if len(consumers) == 0 { // discovery lists the workloads; patching them is checked per name once found
+		for _, res := range []string{"deployments", "statefulsets", "daemonsets"} {
+			needs = append(needs, need{"list", "apps", res, ""}, need{"patch", "apps", res, ""})
+		}
 	}
 	var missing []string
 	for _, n := range needs {

@@ -44,8 +44,9 @@ type Cluster interface {
 	Event(ctx context.Context, s *corev1.Secret, eventType, reason, message string)
 	// Now is the API server's clock.
 	Now(ctx context.Context) (time.Time, error)
-	// Preflight checks, before the first write, that every permission the rotation needs is granted.
-	Preflight(ctx context.Context, consumers []Consumer) error
+	// Preflight checks, before the first write, that every permission the rotation needs is granted: on the
+	// consumers named, or, when none are, the right to discover them.
+	Preflight(ctx context.Context, consumers []ConsumerRef) error
 }
 
 // Engine runs a rotation: observe the Secret, decide the next step, act, persist, repeat — until the rotation
@@ -103,11 +104,7 @@ func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
 			return res, e.release(ctx, secret)
 		}
 		if !e.preflown {
-			consumers, err := e.Cluster.Consumers(ctx, e.Config.Consumers)
-			if err != nil {
-				return res, err
-			}
-			if err := e.Cluster.Preflight(ctx, consumers); err != nil {
+			if err := e.Cluster.Preflight(ctx, e.Config.Consumers); err != nil {
 				return res, err
 			}
 			e.preflown = true
