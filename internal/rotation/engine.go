@@ -72,6 +72,10 @@ type Engine struct {
 	Poll time.Duration
 	// NewRotationID makes the id of a new rotation.
 	NewRotationID func(now time.Time) string
+	// LocalNow and Sleep measure and spend the run's own time (rollout deadlines, polling, lease renewal); nil
+	// means the real clock. Only in-process simulations replace them — no flag or variable shifts the clock.
+	LocalNow func() time.Time
+	Sleep    func(ctx context.Context, d time.Duration) error
 
 	lease    *Lease
 	preflown bool
@@ -276,8 +280,8 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 			return fmt.Errorf("restarting %s: %w", c.Ref, err)
 		}
 	}
-	deadline := time.Now().Add(e.RolloutTimeout)
-	lastRenew := time.Now()
+	deadline := e.localNow().Add(e.RolloutTimeout)
+	lastRenew := e.localNow()
 	progress := map[ConsumerRef]string{}
 	for {
 		pending := 0
@@ -297,20 +301,18 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 		if pending == 0 {
 			break
 		}
-		if time.Now().After(deadline) {
+		if e.localNow().After(deadline) {
 			return fmt.Errorf("%w: %d of %d consumers still have pods from before the restart after %s; the rotation stays in phase %s and resumes where it stopped: rerun the same command", ErrRolloutTimeout, pending, len(consumers), e.RolloutTimeout, st.Phase)
 		}
-		if time.Since(lastRenew) >= RenewEvery {
+		if e.localNow().Sub(lastRenew) >= RenewEvery {
 			fresh, err := e.renew(ctx)
 			if err != nil {
 				return err
 			}
-			secret, lastRenew = fresh, time.Now()
+			secret, lastRenew = fresh, e.localNow()
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(e.Poll):
+		if err := e.sleep(ctx, e.Poll); err != nil {
+			return err
 		}
 	}
 	fresh, err := e.Cluster.Secret(ctx)
@@ -445,6 +447,25 @@ func (e *Engine) release(ctx context.Context, secret *corev1.Secret) error {
 	_, err = e.Cluster.UpdateSecret(ctx, updated)
 	e.lease = nil
 	return err
+}
+
+func (e *Engine) localNow() time.Time {
+	if e.LocalNow != nil {
+		return e.LocalNow()
+	}
+	return time.Now()
+}
+
+func (e *Engine) sleep(ctx context.Context, d time.Duration) error {
+	if e.Sleep != nil {
+		return e.Sleep(ctx, d)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 func holderOf(l *Lease) string {
