@@ -163,3 +163,4 @@ func TestInstallGuardDecisions(t *testing.T) {
 		})
 	}
 }
+

@@ -217,10 +217,22 @@ func (o *RunOptions) Run(ctx context.Context) error {
 	} else {
 		res, err = engine.Run(ctx, o.mode == "run")
 	}
+	if errors.Is(err, rotation.ErrRolloutTimeout) {
+		return fmt.Errorf("%w\nResume with: %s", err, o.resumeCommand())
+	}
 	if err != nil {
 		return classify(err)
 	}
 	return o.report(res)
+}
+
+// resumeCommand is the command line that continues this rotation.
+func (o *RunOptions) resumeCommand() string {
+	cmd := "helm -n " + o.namespace + " rotate-key " + o.Release
+	if o.Secret != o.Release+DefaultSecretSuffix {
+		cmd += " --secret " + o.Secret
+	}
+	return cmd + " --yes"
 }
 
 // report prints where the rotation stands and the command to run next.

@@ -57,7 +57,7 @@ func TestRolloutTimeoutIsResumable(t *testing.T) {
 	time.Sleep(2 * time.Second) // initial pods Available
 	hold(3600)
 	out, err := exec.Command(cluster.Binary, "--kubeconfig", cluster.Kubeconfig, "-n", ns, "run", "app", "--yes", "--timeout", "5s").CombinedOutput()
-	if exitCode(err) != 1 || !strings.Contains(string(out), "rollout did not finish in time") || !strings.Contains(string(out), "rerun the same command") {
+	if exitCode(err) != 1 || !strings.Contains(string(out), "rollout did not finish in time") || !strings.Contains(string(out), "Resume with: helm -n "+ns+" rotate-key app --yes") {
 		t.Fatalf("timed-out run: exit %d\n%s", exitCode(err), out)
 	}
 	if state, _ := endState(t, ns); state != "KeyAdded keys=active,key.v1,key.v2 active=v1" {
