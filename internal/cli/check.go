@@ -36,11 +36,10 @@ func overdue(st rotation.State, now time.Time) bool { return overdueReason(st, n
 
 // CheckOptions are the arguments of `rotate-key check`.
 type CheckOptions struct {
-	Release, Secret string
+	releaseTarget
 
-	namespace string
-	settings  *helmenv.Settings
-	streams   Streams
+	settings *helmenv.Settings
+	streams  Streams
 }
 
 func newCheckCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
@@ -53,10 +52,7 @@ func newCheckCommand(streams Streams, settings *helmenv.Settings) *cobra.Command
 			"0 otherwise. It changes nothing.",
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Release, o.namespace = args[0], settings.ResolveNamespace()
-			if o.Secret == "" {
-				o.Secret = o.Release + DefaultSecretSuffix
-			}
+			o.complete(args, settings)
 			return o.Run(cmd.Context())
 		},
 	}

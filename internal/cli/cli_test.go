@@ -163,4 +163,3 @@ func TestInstallGuardDecisions(t *testing.T) {
 		})
 	}
 }
-

@@ -78,6 +78,20 @@ func observe(ctx context.Context, settings *helmenv.Settings, namespace, secretN
 	return obs, nil
 }
 
+// releaseTarget is the release, its keyring Secret and namespace, as every command that takes RELEASE resolves them.
+type releaseTarget struct {
+	Release, Secret string
+	namespace       string
+}
+
+// complete fills the target from the arguments: --secret defaults to RELEASE-requests-proxy-admin.
+func (r *releaseTarget) complete(args []string, settings *helmenv.Settings) {
+	r.Release, r.namespace = args[0], settings.ResolveNamespace()
+	if r.Secret == "" {
+		r.Secret = r.Release + DefaultSecretSuffix
+	}
+}
+
 // require turns a missing Secret, a broken keyring, an unreadable state or a bad configuration into the error a
 // command that acts on the keyring must stop with.
 func (obs *observation) require(namespace, secretName, releaseName string) error {

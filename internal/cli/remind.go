@@ -17,11 +17,11 @@ import (
 
 // RemindOptions are the flags of `rotate-key remind`.
 type RemindOptions struct {
-	Release, Secret, ICS string
+	releaseTarget
+	ICS string
 
-	namespace string
-	settings  *helmenv.Settings
-	streams   Streams
+	settings *helmenv.Settings
+	streams  Streams
 }
 
 func newRemindCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
@@ -34,10 +34,7 @@ func newRemindCommand(streams Streams, settings *helmenv.Settings) *cobra.Comman
 			"to run. Import it into the team calendar when finishing a rotation. --ics - writes to stdout.",
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Release, o.namespace = args[0], settings.ResolveNamespace()
-			if o.Secret == "" {
-				o.Secret = o.Release + DefaultSecretSuffix
-			}
+			o.complete(args, settings)
 			if o.ICS == "" {
 				return exitcode.Withf(exitcode.Usage, "--ics FILE is required (use --ics - for stdout)")
 			}

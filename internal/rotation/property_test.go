@@ -118,13 +118,8 @@ func (s *sim) ready(p *simPod) bool { return !s.now.Before(p.readyAt) }
 
 // controller is one step of the simulated Deployment controller and kubelet.
 func (s *sim) controller() {
-	ctx := context.Background()
 	for _, name := range []string{"signer", "verifier"} {
-		d, err := s.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		rev := d.Spec.Template.Annotations[annoRest]
+		_, rev := s.deployment(name)
 		var current, old []*simPod
 		readyCurrent, readyOld, starting := 0, 0, 0
 		for _, p := range s.pods {
@@ -161,14 +156,19 @@ func (s *sim) controller() {
 	s.syncStatus()
 }
 
+// deployment returns a simulated Deployment and the restart value its template carries.
+func (s *sim) deployment(name string) (*appsv1.Deployment, string) {
+	d, err := s.client.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return d, d.Spec.Template.Annotations[annoRest]
+}
+
 func (s *sim) syncStatus() {
 	ctx := context.Background()
 	for _, name := range []string{"signer", "verifier"} {
-		d, err := s.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		rev := d.Spec.Template.Annotations[annoRest]
+		d, rev := s.deployment(name)
 		var updated, available, total int32
 		for _, p := range s.pods {
 			if p.deploy == name {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
@@ -28,13 +26,7 @@ func TestConcurrentRunsOneProceeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hold := func(seconds int) {
-		patch := fmt.Sprintf(`{"spec":{"minReadySeconds":%d,"progressDeadlineSeconds":%d}}`, seconds, seconds+600)
-		if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctx, "verifier", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	hold(3600) // restarted verifier pods become Ready but not Available for an hour: the rollout waits
+	holdVerifier(t, ns, 3600) // restarted verifier pods become Ready but not Available for an hour: the rollout waits
 
 	type result struct {
 		out  string
@@ -65,7 +57,7 @@ func TestConcurrentRunsOneProceeds(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	hold(0)
+	holdVerifier(t, ns, 0)
 	wg.Wait()
 
 	proceeded, refused := 0, 0

@@ -20,6 +20,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -136,6 +137,16 @@ func fixture(t *testing.T, ns string) {
 		if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// holdVerifier makes the fixture's verifier pods take `seconds` to count as available (minReadySeconds), so that a
+// rollout waits; holdVerifier(t, ns, 0) releases it.
+func holdVerifier(t *testing.T, ns string, seconds int) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"minReadySeconds":%d,"progressDeadlineSeconds":%d}}`, seconds, seconds+600)
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(context.Background(), "verifier", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -3,14 +3,12 @@ package e2e
 import (
 	"context"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // TestPreflightNamesMissingPermissions runs as an identity that may read and update the Secret but nothing else:
@@ -45,17 +43,10 @@ func TestPreflightNamesMissingPermissions(t *testing.T) {
 // TestRolloutTimeoutIsResumable: a rollout that does not finish in --timeout stops the run with the state kept and
 // the command to resume; the rerun completes without a second key.
 func TestRolloutTimeoutIsResumable(t *testing.T) {
-	ctx := context.Background()
 	ns := namespace(t, "timeout", nil)
 	fixture(t, ns)
-	hold := func(seconds int) {
-		patch := []byte(`{"spec":{"minReadySeconds":` + itoa(seconds) + `,"progressDeadlineSeconds":` + itoa(seconds+600) + `}}`)
-		if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctx, "verifier", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	time.Sleep(2 * time.Second) // initial pods Available
-	hold(3600)
+	holdVerifier(t, ns, 3600)
 	out, err := exec.Command(cluster.Binary, "--kubeconfig", cluster.Kubeconfig, "-n", ns, "run", "app", "--yes", "--timeout", "5s").CombinedOutput()
 	if exitCode(err) != 1 || !strings.Contains(string(out), "rollout did not finish in time") || !strings.Contains(string(out), "Resume with: helm -n "+ns+" rotate-key app --yes") {
 		t.Fatalf("timed-out run: exit %d\n%s", exitCode(err), out)
@@ -63,7 +54,7 @@ func TestRolloutTimeoutIsResumable(t *testing.T) {
 	if state, _ := endState(t, ns); state != "KeyAdded keys=active,key.v1,key.v2 active=v1" {
 		t.Fatalf("state after the timeout: %q", state)
 	}
-	hold(0)
+	holdVerifier(t, ns, 0)
 	out, err = exec.Command(cluster.Binary, "--kubeconfig", cluster.Kubeconfig, "-n", ns, "run", "app", "--yes", "--timeout", "2m").CombinedOutput()
 	if state, _ := endState(t, ns); exitCode(err) != 3 || state != "Waiting keys=active,key.v1,key.v2 active=v2" {
 		t.Fatalf("resumed run: exit %d, state %q\n%s", exitCode(err), state, out)
@@ -72,5 +63,3 @@ func TestRolloutTimeoutIsResumable(t *testing.T) {
 		t.Fatalf("the resumed run should say it took over the dead run's lock:\n%s", out)
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
