@@ -302,7 +302,20 @@ func holderAlive(holder string) bool {
 	if err != nil || pid <= 0 {
 		return true
 	}
-	return syscall.Kill(pid, 0) == nil || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return false
+	}
+	// On Linux, a killed process whose parent died too may linger as a zombie, and a PID may be reused: only a
+	// running rotate-key counts as the holder.
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+			return false
+		}
+		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && !strings.Contains(string(cmdline), "rotate-key") {
+			return false
+		}
+	}
+	return true
 }
 
 func actor() string {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -10,9 +9,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
-// TestConcurrentRunsOneProceeds starts 5 runs at once while one consumer is held unavailable (minReadySeconds), so
+// TestConcurrentRunsOneProceeds starts 5 runs at once (through Helm 3 and Helm 4 alternately) while one consumer is held unavailable (minReadySeconds), so
 // that they overlap: one run proceeds, the other four are refused with exit code 4 naming the lock holder, and the
 // rotation ends correct once the consumer is released.
 func TestConcurrentRunsOneProceeds(t *testing.T) {
@@ -33,14 +34,14 @@ func TestConcurrentRunsOneProceeds(t *testing.T) {
 		code int
 	}
 	results := make([]result, 5)
+	helms := []*testcluster.Helm{newHelm(t, 3), newHelm(t, 4)}
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command(cluster.Binary, "--kubeconfig", cluster.Kubeconfig, "-n", ns, "run", "app", "--yes", "--timeout", "2m")
-			out, err := cmd.CombinedOutput()
-			results[i] = result{string(out), exitCode(err)}
+			out, err := helms[i%2].Run(ctx, "-n", ns, "rotate-key", "run", "app", "--yes", "--timeout", "2m")
+			results[i] = result{out, exitCode(err)}
 		}()
 	}
 	// Release the consumer once four runs have been refused (or after 30 s, which fails the test below).

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
 // killProxy forwards rotate-key's API requests to the cluster and kills the rotate-key process right after the
@@ -63,7 +65,7 @@ func newKillProxy(t *testing.T) *killProxy {
 		defer p.mu.Unlock()
 		p.mutating++
 		if p.mutating == p.killAt && p.proc != nil {
-			_ = p.proc.Kill()
+			_ = syscall.Kill(-p.proc.Pid, syscall.SIGKILL) // helm and the plugin it runs
 			p.killed = true
 		}
 		return nil
@@ -87,13 +89,16 @@ func (p *killProxy) kubeconfig(t *testing.T, ns string) string {
 	return path
 }
 
-// run runs rotate-key through the proxy, killing it after the killAt-th mutating request (0: never).
-func (p *killProxy) run(t *testing.T, kubeconfig string, killAt int, args ...string) (string, int, bool) {
+// run runs `helm rotate-key ARGS` (Helm 3 or 4, h) through the proxy, killing Helm and the plugin (one process
+// group) after the killAt-th mutating request (0: never).
+func (p *killProxy) run(t *testing.T, h *testcluster.Helm, kubeconfig string, killAt int, args ...string) (string, int, bool) {
 	t.Helper()
 	p.mu.Lock()
 	p.mutating, p.killAt, p.killed = 0, killAt, false
 	p.mu.Unlock()
-	cmd := exec.Command(cluster.Binary, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd := exec.Command(h.Bin, append([]string{"--kubeconfig", kubeconfig, "rotate-key"}, args...)...)
+	cmd.Env = h.Env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -202,41 +207,45 @@ func retireDue(t *testing.T, ns string) {
 type segment struct {
 	name    string
 	args    []string
-	prepare func(t *testing.T, p *killProxy, kubeconfig, ns string) // brings a fresh namespace to the segment's start
+	prepare func(t *testing.T, p *killProxy, h *testcluster.Helm, kubeconfig, ns string) // brings a fresh namespace to the segment's start
 	// restarts is how many times each consumer's pod template must change during the segment
 	restarts int64
 	want     string
 }
 
-// TestCrashSafety kills rotate-key right after each mutating request of a clean run — start to the TTL wait,
-// the retirement, and an abort — then reruns it: the end state must equal the clean run's, with exactly one new
-// key, a valid keyring, and each consumer restarted once per rollout step.
+// TestCrashSafety kills `helm rotate-key` (Helm 3 and Helm 4 in turn) right after each mutating request of a
+// clean run — start to the TTL wait, the retirement, and an abort — then reruns it: the end state must equal the
+// clean run's, with exactly one new key, a valid keyring, and each consumer restarted once per rollout step.
 func TestCrashSafety(t *testing.T) {
 	p := newKillProxy(t)
+	helms := []*testcluster.Helm{newHelm(t, 3), newHelm(t, 4)}
 	run := []string{"run", "app", "--yes", "--timeout", "2m"}
-	toWaiting := func(t *testing.T, p *killProxy, kc, ns string) {
-		if out, code, _ := p.run(t, kc, 0, run...); code != 3 {
+	toWaiting := func(t *testing.T, p *killProxy, h *testcluster.Helm, kc, ns string) {
+		if out, code, _ := p.run(t, h, kc, 0, run...); code != 3 {
 			t.Fatalf("clean run to Waiting: exit %d\n%s", code, out)
 		}
 	}
 	segments := []segment{
-		{"start to waiting", run, func(*testing.T, *killProxy, string, string) {}, 2, "Waiting keys=active,key.v1,key.v2 active=v2"},
-		{"retire", run, func(t *testing.T, p *killProxy, kc, ns string) { toWaiting(t, p, kc, ns); retireDue(t, ns) }, 1, "Idle keys=active,key.v2 active=v2"},
+		{"start to waiting", run, func(*testing.T, *killProxy, *testcluster.Helm, string, string) {}, 2, "Waiting keys=active,key.v1,key.v2 active=v2"},
+		{"retire", run, func(t *testing.T, p *killProxy, h *testcluster.Helm, kc, ns string) {
+			toWaiting(t, p, h, kc, ns)
+			retireDue(t, ns)
+		}, 1, "Idle keys=active,key.v2 active=v2"},
 		{"abort", []string{"abort", "app", "--yes", "--timeout", "2m"}, toWaiting, 1, "Idle keys=active,key.v1,key.v2 active=v1"},
 	}
 	total := 0
 	for _, seg := range segments {
 		t.Run(seg.name, func(t *testing.T) {
-			setup := func() (string, string, map[string]int64) {
+			setup := func(h *testcluster.Helm) (string, string, map[string]int64) {
 				ns := namespace(t, "crash", nil)
 				fixture(t, ns)
 				kc := p.kubeconfig(t, ns)
-				seg.prepare(t, p, kc, ns)
+				seg.prepare(t, p, h, kc, ns)
 				_, gens := endState(t, ns)
 				return ns, kc, gens
 			}
-			ns, kc, gens0 := setup()
-			out, _, _ := p.run(t, kc, 0, seg.args...)
+			ns, kc, gens0 := setup(helms[0])
+			out, _, _ := p.run(t, helms[0], kc, 0, seg.args...)
 			clean, gens := endState(t, ns)
 			n := p.mutating
 			if clean != seg.want {
@@ -250,12 +259,13 @@ func TestCrashSafety(t *testing.T) {
 			t.Logf("%s: %d mutating requests in a clean run", seg.name, n)
 			total += n
 			for k := 1; k <= n; k++ {
-				ns, kc, gens0 := setup()
-				out, _, killed := p.run(t, kc, k, seg.args...)
+				h := helms[k%2]
+				ns, kc, gens0 := setup(h)
+				out, _, killed := p.run(t, h, kc, k, seg.args...)
 				if !killed {
 					t.Fatalf("k=%d: the run ended before its %d-th mutating request\n%s", k, k, out)
 				}
-				rerun, code, _ := p.run(t, kc, 0, seg.args...)
+				rerun, code, _ := p.run(t, h, kc, 0, seg.args...)
 				got, gens := endState(t, ns)
 				if got != seg.want {
 					t.Fatalf("k=%d: after the crash and a rerun (exit %d) the state is %q, want %q\n%s", k, code, got, seg.want, rerun)
