@@ -26,7 +26,7 @@ TOOL_FILES := \
 	$(TOOLS)/kwok-stages-$(KWOK_VERSION)
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build install test unit e2e lint tools cluster demo fuzz clean help
+.PHONY: all build install test unit e2e lint tools cluster demo fuzz image clean help
 
 all: build
 
@@ -40,6 +40,12 @@ build: ## build bin/rotate-key and bin/rotate-key-guard
 
 install: ## install the plugin into $(helm env HELM_PLUGINS) of the helm on PATH (HELM=... to choose another)
 	./scripts/make-install.sh "$${HELM:-helm}"
+
+ARCH ?= amd64
+image: ## the rotate-key OCI image (static binary, non-root, no shell) as an OCI layout in dist/oci; no Docker needed
+	@mkdir -p dist
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/rotate-key-linux-$(ARCH) ./cmd/rotate-key
+	cd tools/image && $(GO) run . --binary ../../dist/rotate-key-linux-$(ARCH) --out ../../dist/oci --arch $(ARCH) --version $(VERSION)
 
 $(TOOLS)/etcd-$(ETCD_VERSION):                       ; tools/build-tool.sh etcd $@
 $(TOOLS)/kube-apiserver-$(K8S_VERSION):              ; tools/build-tool.sh kube-apiserver $@
