@@ -165,6 +165,8 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 				report.Consumers = append(report.Consumers, cs)
 			}
 		}
+	} else {
+		report.KeyringError = strings.TrimSpace(report.KeyringError + " " + err.Error())
 	}
 	d := rotation.Next(st, now, true, false)
 	report.NextStep, report.NextStepReason = string(d.Step), d.Reason
