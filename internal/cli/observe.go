@@ -14,12 +14,16 @@ import (
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/release"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+
+	rspb "helm.sh/helm/v4/pkg/release/v1"
 )
 
 // observation is one read of a release's keyring: what status, plan, check and the run's prompt show.
 type observation struct {
 	target  *kube.Keyring
 	release *release.Summary
+	// record is the decoded release (its stored chart and hooks), nil when unreadable.
+	record *rspb.Release
 	// releaseErr says why the release record is unreadable (e.g. no list on Secrets in a hook Job).
 	releaseErr error
 	values     map[string]any
@@ -44,12 +48,15 @@ func observe(ctx context.Context, settings *helmenv.Settings, namespace, secretN
 		return nil, err
 	}
 	obs := &observation{target: target}
-	if data, err := target.ReleaseRecord(ctx, settings.Driver, releaseName); err != nil {
+	if releaseName == "" { // a hook Job: it may read its keyring Secret only, never Helm's release records
+		obs.releaseErr = fmt.Errorf("no release record read")
+	} else if data, err := target.ReleaseRecord(ctx, settings.Driver, releaseName); err != nil {
 		obs.releaseErr = err
 	} else if rel, err := release.Decode(data); err != nil {
 		obs.releaseErr = err
 	} else {
 		s := release.Summarize(rel)
+		obs.record = rel
 		obs.release = &s
 		obs.values = map[string]any{}
 		if rel.Chart != nil {

@@ -78,6 +78,7 @@ func NewRootCommand(streams Streams, getenv func(string) string) *cobra.Command 
 		newStatusCommand(streams, &settings),
 		newGuardCommand(streams, &settings),
 		newInstallGuardCommand(streams, &settings, getenv),
+		newHookCommand(streams, &settings, getenv),
 	)
 	return root
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
+	"github.com/tracebloc/helm-rotate-key/internal/release"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 	"github.com/tracebloc/helm-rotate-key/internal/version"
 )
@@ -37,9 +39,15 @@ type RunOptions struct {
 	TakeOver  bool
 	Yes       bool
 	Timeout   time.Duration
+	// Local rotates from this machine even when the release's chart has the rotation hook Jobs.
+	Local bool
+	// Chart is the chart the hook path upgrades with instead of the release's stored chart.
+	Chart string
 
 	// mode is "run" (start, resume or finish), "retire" (resume or finish, never start) or "abort".
 	mode      string
+	// secretGiven is true when --secret was set; otherwise the hook Jobs' Secret wins over the default name.
+	secretGiven bool
 	overrides rotation.Overrides
 	namespace string
 	settings  *helmenv.Settings
@@ -111,6 +119,8 @@ func (o *RunOptions) AddFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.TakeOver, "take-over", false, "take the rotation lock from another run that holds it (only when that run is dead)")
 	f.BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation (scripts)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long to wait for each rollout before stopping (the rotation resumes on the next run)")
+	f.BoolVar(&o.Local, "local", false, "rotate from this machine even when the release's chart has the rotation hook Jobs")
+	f.StringVar(&o.Chart, "chart", "", "hook path: the chart to upgrade with (path, URL or repo/name) instead of the release's stored chart")
 }
 
 // Execute is Complete → Validate → Run.
@@ -128,6 +138,7 @@ func (o *RunOptions) Execute(ctx context.Context, args []string) error {
 // Complete fills the release, the Secret name and the namespace.
 func (o *RunOptions) Complete(args []string) {
 	o.Release = args[0]
+	o.secretGiven = o.Secret != ""
 	if o.Secret == "" {
 		o.Secret = o.Release + DefaultSecretSuffix
 	}
@@ -185,6 +196,18 @@ func (o *RunOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if hooks, ok := o.hookPath(obs); ok {
+		if !o.secretGiven && hooks.Secret != "" && hooks.Secret != o.Secret {
+			o.Secret = hooks.Secret
+			if obs, err = observe(ctx, o.settings, o.namespace, o.Secret, o.Release, o.overrides); err != nil {
+				return err
+			}
+		}
+		if err := obs.require(o.namespace, o.Secret, o.Release); err != nil {
+			return err
+		}
+		return o.runThroughHooks(ctx, obs, hooks)
+	}
 	if err := obs.require(o.namespace, o.Secret, o.Release); err != nil {
 		return err
 	}
@@ -206,8 +229,7 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		}
 		fmt.Fprintf(o.streams.Out, "Keyring %s/%s: %s. Next: %s\nTTL %s (%s); consumers: %s\nProceed? [y/N] ",
 			o.namespace, o.Secret, obs.state, what, obs.config.TTL, obs.config.TTLSource, obs.config.ConsumersSource)
-		answer, _ := bufio.NewReader(o.streams.In).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		if !confirmed(o.streams.In) {
 			return exitcode.Withf(exitcode.Usage, "not confirmed; nothing was changed")
 		}
 	}
@@ -224,6 +246,22 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		return classify(err)
 	}
 	return o.report(res)
+}
+
+// hookPath reports whether this run goes through the release's hook Jobs: a run or retire (an abort is always
+// local) of a release whose last render has them, unless --local.
+func (o *RunOptions) hookPath(obs *observation) (release.RotationHooks, bool) {
+	if o.Local || o.mode == "abort" || obs.record == nil {
+		return release.RotationHooks{}, false
+	}
+	return release.FindRotationHooks(obs.record)
+}
+
+// confirmed reads one answer line: only y or yes proceeds.
+func confirmed(in io.Reader) bool {
+	answer, _ := bufio.NewReader(in).ReadString('\n')
+	a := strings.ToLower(strings.TrimSpace(answer))
+	return a == "y" || a == "yes"
 }
 
 // resumeCommand is the command line that continues this rotation.

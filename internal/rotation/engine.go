@@ -72,6 +72,13 @@ type Engine struct {
 	Poll time.Duration
 	// NewRotationID makes the id of a new rotation.
 	NewRotationID func(now time.Time) string
+	// Request, when set, is a rotation requested declaratively (the chart value rotation.request): it becomes the
+	// new rotation's id, and a rotation is started only while the last rotation's id differs from it, so the same
+	// request left in the values starts exactly one rotation however many upgrades carry it.
+	Request string
+	// Steps, when not empty, limits the run to these steps: it returns at the first decision outside them. Each
+	// hook Job of the chart performs its own step and leaves the rest to the Jobs after it.
+	Steps []Step
 	// LocalNow and Sleep measure and spend the run's own time (rollout deadlines, polling, lease renewal); nil
 	// means the real clock. Only in-process simulations replace them — no flag or variable shifts the clock.
 	LocalNow func() time.Time
@@ -99,12 +106,16 @@ func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		d := Next(st, now, startRequested && !acted, e.Force)
+		start := startRequested && !acted && (e.Request == "" || st.RotationID != e.Request)
+		d := Next(st, now, start, e.Force)
 		if acted && st.Phase == Idle {
 			d = Decision{Step: StepNothing, Reason: "rotation finished", Until: st.NextRotationDue}
 		}
+		if startRequested && !acted && !start && st.Phase == Idle {
+			d = Decision{Step: StepNothing, Reason: fmt.Sprintf("rotation %s was requested and has already run (finished %s)", e.Request, st.FinishedAt.UTC().Format(time.RFC3339)), Until: st.NextRotationDue}
+		}
 		res := Result{State: st, Keyring: k, Decision: d}
-		if d.Step == StepNothing || d.Step == StepWaitTTL {
+		if d.Step == StepNothing || d.Step == StepWaitTTL || !e.allowed(d.Step) {
 			return res, e.release(ctx, secret)
 		}
 		if !e.preflown {
@@ -152,7 +163,10 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 	)
 	switch d.Step {
 	case StepStart:
-		rotationID = e.NewRotationID(now)
+		rotationID = e.Request
+		if rotationID == "" {
+			rotationID = e.NewRotationID(now)
+		}
 		c, v, err := k.Add(e.Rand)
 		if err != nil {
 			return err
@@ -447,6 +461,19 @@ func (e *Engine) release(ctx context.Context, secret *corev1.Secret) error {
 	_, err = e.Cluster.UpdateSecret(ctx, updated)
 	e.lease = nil
 	return err
+}
+
+// allowed reports whether this run may perform step (see Steps).
+func (e *Engine) allowed(step Step) bool {
+	if len(e.Steps) == 0 {
+		return true
+	}
+	for _, s := range e.Steps {
+		if s == step {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Engine) localNow() time.Time {

@@ -89,12 +89,14 @@ func newSim(t *testing.T, seed uint64) *sim {
 	return s
 }
 
-func (s *sim) secretData() map[string][]byte {
+func (s *sim) secretData() map[string][]byte { return s.mustSecret().Data }
+
+func (s *sim) mustSecret() *corev1.Secret {
 	sec, err := s.client.CoreV1().Secrets(ns).Get(context.Background(), secret, metav1.GetOptions{})
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	return sec.Data
+	return sec
 }
 
 func (s *sim) startPod(deploy, rev string, delay time.Duration) {

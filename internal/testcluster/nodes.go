@@ -114,3 +114,12 @@ func readySince(node *corev1.Node, now metav1.Time) metav1.Time {
 	}
 	return now
 }
+
+// RunnerValues are the helm flags that place the rotate-key library's Jobs (hook Jobs and CronJob) on the runner
+// node, where they are executed for real; the application's own pods stay on the kwok nodes.
+func RunnerValues() []string {
+	return []string{
+		"--set-json", `rotate-key.jobs.nodeSelector={"` + RunnerLabel + `":"true"}`,
+		"--set-json", `rotate-key.jobs.tolerations=[{"key":"` + RunnerLabel + `","operator":"Equal","value":"true","effect":"NoSchedule"}]`,
+	}
+}

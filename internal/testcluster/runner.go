@@ -117,6 +117,19 @@ func (r *runner) stopAll() {
 	r.wg.Wait()
 }
 
+// logsIn returns the output of every pod the runner executed in namespace (deleted pods included), by pod name.
+func (r *runner) logsIn(namespace string) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]string{}
+	for key, b := range r.logs {
+		if ns, pod, _ := strings.Cut(key, "/"); ns == namespace {
+			out[pod] = b.String()
+		}
+	}
+	return out
+}
+
 func (r *runner) logsOf(namespace, pod string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -89,7 +89,7 @@ func TestGuardRoundTrip(t *testing.T) {
 			h := newHelm(t, major)
 			identityRenderer(t, h)
 			ns := namespace(t, fmt.Sprintf("guard-h%d", major), nil)
-			if out, err := h.Run(ctx, "-n", ns, "install", "app", exampleChart(), "--wait", "--timeout", "2m"); err != nil {
+			if out, err := installExample(ctx, h, ns, "app", "--wait", "--timeout", "2m"); err != nil {
 				t.Fatalf("install: %v\n%s", err, out)
 			}
 			if out, err := h.Run(ctx, "-n", ns, "upgrade", "app", exampleChart(), "--reuse-values", "--post-renderer", "identity-renderer"); err != nil {

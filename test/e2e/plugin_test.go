@@ -6,15 +6,40 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
 var deleteOpts = metav1.DeleteOptions{}
 
 func exampleChart() string { return filepath.Join(cluster.Root, "charts", "example-app") }
+
+// installExample installs the example chart as release name, with its rotate-key Jobs placed on the runner node
+// (so that every later upgrade runs its hook Jobs for real).
+func installExample(ctx context.Context, h *testcluster.Helm, ns, name string, args ...string) (string, error) {
+	return h.Run(ctx, append(append([]string{"-n", ns, "install", name, exampleChart()}, testcluster.RunnerValues()...), args...)...)
+}
+
+// hookJobLogs is the output of every rotate-key Job pod the runner executed in ns, in pod-name order.
+func hookJobLogs(t *testing.T, ns string) string {
+	t.Helper()
+	logs := cluster.NamespaceLogs(ns)
+	names := make([]string, 0, len(logs))
+	for name := range logs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, name := range names {
+		fmt.Fprintf(&b, "--- %s\n%s", name, logs[name])
+	}
+	return b.String()
+}
 
 // statusReport is the part of `rotate-key status -o json` these tests read.
 type statusReport struct {
@@ -59,7 +84,7 @@ func TestPluginLoadsOnBothHelms(t *testing.T) {
 			t.Logf("helm%d rotate-key version: %s", major, strings.TrimSpace(out))
 
 			ns := namespace(t, fmt.Sprintf("plugin-h%d", major), nil)
-			if out, err := h.Run(ctx, "-n", ns, "install", "app", exampleChart(), "--wait", "--timeout", "2m"); err != nil {
+			if out, err := installExample(ctx, h, ns, "app", "--wait", "--timeout", "2m"); err != nil {
 				t.Fatalf("install: %v\n%s", err, out)
 			}
 			// -n comes before the plugin name: Helm consumes it and passes it on only as HELM_NAMESPACE.
@@ -100,7 +125,7 @@ func TestHelm3ReleaseStaysManagedByHelm3(t *testing.T) {
 	ctx := context.Background()
 	h := newHelm(t, 3)
 	ns := namespace(t, "sdk-h3", nil)
-	if out, err := h.Run(ctx, "-n", ns, "install", "app", exampleChart()); err != nil {
+	if out, err := installExample(ctx, h, ns, "app"); err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
 	if out, err := h.Run(ctx, "-n", ns, "upgrade", "app", exampleChart(), "--reuse-values", "--set", "jobsManager.replicas=1"); err != nil {

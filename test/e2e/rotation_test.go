@@ -147,124 +147,170 @@ func statusJSON(t *testing.T, h *testcluster.Helm, ns string) map[string]any {
 
 // TestFullRotation runs the whole rotation through `helm rotate-key` on Helm 3 and Helm 4, on a release whose
 // Secret is read by two Deployments (jobs-manager by env, requests-proxy by volume), with a real 60 s TTL, and
-// proves the ordering from the test's own watch events.
+// proves the ordering from the test's own watch events — both ways the plugin rotates: locally (--local) and
+// through the chart's post-upgrade hook Jobs, whose pods the runner node executes for real. On the hook path the
+// retirement is done by a plain `helm upgrade --reuse-values` after the TTL, as any later upgrade would.
 func TestFullRotation(t *testing.T) {
 	for _, major := range helmMajors() {
-		t.Run(fmt.Sprintf("helm%d", major), func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			h := newHelm(t, major)
-			ns := namespace(t, fmt.Sprintf("rotate-h%d", major), nil)
-			if out, err := h.Run(ctx, "-n", ns, "install", "app", exampleChart(), "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"); err != nil {
-				t.Fatalf("install: %v\n%s", err, out)
-			}
-			rec := watchNamespace(ctx, t, ns, "app-requests-proxy-admin")
-			time.Sleep(500 * time.Millisecond) // the watches' initial ADDED events
-			rec.mu.Lock()
-			preAdd := map[types.UID]bool{}
-			for uid, p := range rec.pods {
-				if p.deleted == 0 {
-					preAdd[uid] = true
-				}
-			}
-			rec.mu.Unlock()
-			if len(preAdd) != 4 {
-				t.Fatalf("want 4 pods before the rotation, saw %d", len(preAdd))
-			}
-			var outputs []string
-
-			out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes")
-			outputs = append(outputs, out)
-			if exitCode(err) != 3 || !strings.Contains(out, "Finish after") {
-				t.Fatalf("first run: want exit 3 (waiting for the TTL), got %v\n%s", err, out)
-			}
-			added := rec.firstSecret(func(s secretSeen) bool { return has(s.keys, "key.v2") })
-			promoted := rec.firstSecret(func(s secretSeen) bool { return s.active == "v2" })
-			if added == 0 || promoted == 0 || promoted < added {
-				t.Fatalf("secret events: added at %d, promoted at %d", added, promoted)
-			}
-			rec.mu.Lock()
-			var alive []types.UID
-			for uid, p := range rec.pods {
-				if preAdd[uid] && (p.deleted == 0 || p.deleted > promoted) {
-					t.Errorf("pod %s from before the add was still running when v2 was promoted", p.name)
-				}
-				if p.added < promoted && p.added > added && (p.deleted == 0 || p.deleted > promoted) {
-					alive = append(alive, uid)
-				}
-			}
-			for _, uid := range alive {
-				if p := rec.pods[uid]; p.deleted == 0 {
-					t.Errorf("pod %s (started before the promotion) was not restarted after it", p.name)
-				}
-			}
-			second := 0
-			for _, p := range rec.pods {
-				if p.added > promoted && strings.HasSuffix(p.restartedFor, "/after-promote") && p.deleted == 0 {
-					second++
-				}
-			}
-			rec.mu.Unlock()
-			if second != 4 || len(alive) != 4 {
-				t.Fatalf("second rollout: %d pods restarted after the promotion, %d pods of the first rollout replaced; want 4 and 4", second, len(alive))
-			}
-
-			// Before retire-after: refused (still waiting), the Secret keeps v1.
-			out, err = h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes")
-			outputs = append(outputs, out)
-			if exitCode(err) != 3 {
-				t.Fatalf("second run before the TTL: want exit 3, got %v\n%s", err, out)
-			}
-			st := statusJSON(t, h, ns)
-			if st["phase"] != "Waiting" || fmt.Sprint(st["versions"]) != "[key.v1 key.v2]" || st["active"] != "v2" {
-				t.Fatalf("status while waiting: %v", st)
-			}
-			retireAfter, err := time.Parse(time.RFC3339, st["retireAfter"].(string))
-			if err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(time.Until(retireAfter) + time.Second)
-
-			out, err = h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes")
-			outputs = append(outputs, out)
-			if err != nil || !strings.Contains(out, "rotation finished") {
-				t.Fatalf("run after retire-after: %v\n%s", err, out)
-			}
-			st = statusJSON(t, h, ns)
-			if st["phase"] != "Idle" || fmt.Sprint(st["versions"]) != "[key.v2]" || st["active"] != "v2" || st["nextRotationDue"] == nil {
-				t.Fatalf("status after the rotation: %v", st)
-			}
-			retired := rec.firstSecret(func(s secretSeen) bool { return !has(s.keys, "key.v1") })
-			rec.mu.Lock()
-			third := 0
-			for _, p := range rec.pods {
-				if p.added > retired && strings.HasSuffix(p.restartedFor, "/after-retire") && p.deleted == 0 {
-					third++
-				}
-			}
-			rec.mu.Unlock()
-			if retired == 0 || third != 4 {
-				t.Fatalf("third rollout after the retirement (at %d): %d pods", retired, third)
-			}
-			statusOut, _ := h.Run(ctx, "-n", ns, "rotate-key", "status", "app")
-			outputs = append(outputs, statusOut, fmt.Sprint(st))
-			events, err := cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=app-requests-proxy-admin"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			reasons := map[string]int{}
-			for _, e := range events.Items {
-				reasons[e.Reason]++
-				outputs = append(outputs, e.Message)
-			}
-			if reasons["KeyAdded"] != 1 || reasons["KeyPromoted"] != 1 || reasons["KeyRetired"] != 1 || reasons["RotationFinished"] != 1 {
-				t.Fatalf("events: %v", reasons)
-			}
-			assertNoKeyMaterial(t, rec, outputs)
-			t.Logf("helm%d: rotation v1 -> v2 done; secret events add@%d promote@%d retire@%d; %d pods restarted per rollout; events %v", major, added, promoted, retired, second, reasons)
-		})
+		for _, path := range []string{"local", "hooks"} {
+			t.Run(fmt.Sprintf("helm%d-%s", major, path), func(t *testing.T) {
+				t.Parallel()
+				fullRotation(t, major, path == "hooks")
+			})
+		}
 	}
+}
+
+func fullRotation(t *testing.T, major int, hooks bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := newHelm(t, major)
+	ns := namespace(t, fmt.Sprintf("rotate-h%d", major), nil)
+	if out, err := installExample(ctx, h, ns, "app", "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	runArgs := []string{"-n", ns, "rotate-key", "app", "--yes"}
+	if !hooks {
+		runArgs = append(runArgs, "--local")
+	}
+	rec := watchNamespace(ctx, t, ns, "app-requests-proxy-admin")
+	time.Sleep(500 * time.Millisecond) // the watches' initial ADDED events
+	rec.mu.Lock()
+	preAdd := map[types.UID]bool{}
+	for uid, p := range rec.pods {
+		if p.deleted == 0 {
+			preAdd[uid] = true
+		}
+	}
+	rec.mu.Unlock()
+	if len(preAdd) != 4 {
+		t.Fatalf("want 4 pods before the rotation, saw %d", len(preAdd))
+	}
+	var outputs []string
+
+	out, err := h.Run(ctx, runArgs...)
+	outputs = append(outputs, out)
+	if exitCode(err) != 3 || !strings.Contains(out, "Finish after") {
+		t.Fatalf("first run: want exit 3 (waiting for the TTL), got %v\n%s", err, out)
+	}
+	added := rec.firstSecret(func(s secretSeen) bool { return has(s.keys, "key.v2") })
+	promoted := rec.firstSecret(func(s secretSeen) bool { return s.active == "v2" })
+	if added == 0 || promoted == 0 || promoted < added {
+		t.Fatalf("secret events: added at %d, promoted at %d", added, promoted)
+	}
+	rec.mu.Lock()
+	var alive []types.UID
+	for uid, p := range rec.pods {
+		if preAdd[uid] && (p.deleted == 0 || p.deleted > promoted) {
+			t.Errorf("pod %s from before the add was still running when v2 was promoted", p.name)
+		}
+		if p.added < promoted && p.added > added && (p.deleted == 0 || p.deleted > promoted) {
+			alive = append(alive, uid)
+		}
+	}
+	for _, uid := range alive {
+		if p := rec.pods[uid]; p.deleted == 0 {
+			t.Errorf("pod %s (started before the promotion) was not restarted after it", p.name)
+		}
+	}
+	second := 0
+	for _, p := range rec.pods {
+		if p.added > promoted && strings.HasSuffix(p.restartedFor, "/after-promote") && p.deleted == 0 {
+			second++
+		}
+	}
+	rec.mu.Unlock()
+	if second != 4 || len(alive) != 4 {
+		t.Fatalf("second rollout: %d pods restarted after the promotion, %d pods of the first rollout replaced; want 4 and 4", second, len(alive))
+	}
+
+	// Before retire-after: refused (still waiting), the Secret keeps v1.
+	out, err = h.Run(ctx, runArgs...)
+	outputs = append(outputs, out)
+	if exitCode(err) != 3 {
+		t.Fatalf("second run before the TTL: want exit 3, got %v\n%s", err, out)
+	}
+	st := statusJSON(t, h, ns)
+	if st["phase"] != "Waiting" || fmt.Sprint(st["versions"]) != "[key.v1 key.v2]" || st["active"] != "v2" {
+		t.Fatalf("status while waiting: %v", st)
+	}
+	retireAfter, err := time.Parse(time.RFC3339, st["retireAfter"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(retireAfter) + time.Second)
+
+	if hooks {
+		out, err = h.Run(ctx, "-n", ns, "upgrade", "app", exampleChart(), "--reuse-values", "--description", "an unrelated upgrade")
+		outputs = append(outputs, out)
+		if err != nil {
+			t.Fatalf("the first upgrade after retire-after must retire v1 through the hook Jobs: %v\n%s", err, out)
+		}
+	} else {
+		out, err = h.Run(ctx, runArgs...)
+		outputs = append(outputs, out)
+		if err != nil || !strings.Contains(out, "rotation finished") {
+			t.Fatalf("run after retire-after: %v\n%s", err, out)
+		}
+	}
+	st = statusJSON(t, h, ns)
+	if st["phase"] != "Idle" || fmt.Sprint(st["versions"]) != "[key.v2]" || st["active"] != "v2" || st["nextRotationDue"] == nil {
+		t.Fatalf("status after the rotation: %v", st)
+	}
+	retired := rec.firstSecret(func(s secretSeen) bool { return !has(s.keys, "key.v1") })
+	rec.mu.Lock()
+	third := 0
+	for _, p := range rec.pods {
+		if p.added > retired && strings.HasSuffix(p.restartedFor, "/after-retire") && p.deleted == 0 {
+			third++
+		}
+	}
+	rec.mu.Unlock()
+	if retired == 0 || third != 4 {
+		t.Fatalf("third rollout after the retirement (at %d): %d pods", retired, third)
+	}
+	statusOut, _ := h.Run(ctx, "-n", ns, "rotate-key", "status", "app")
+	outputs = append(outputs, statusOut, fmt.Sprint(st))
+	events, err := cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=app-requests-proxy-admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]int{}
+	for _, e := range events.Items {
+		reasons[e.Reason]++
+		outputs = append(outputs, e.Message)
+	}
+	if reasons["KeyAdded"] != 1 || reasons["KeyPromoted"] != 1 || reasons["KeyRetired"] != 1 || reasons["RotationFinished"] != 1 {
+		t.Fatalf("events: %v", reasons)
+	}
+	if hooks {
+		history, err := h.Run(ctx, "-n", ns, "history", "app", "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var revisions []struct {
+			Revision    int    `json:"revision"`
+			Description string `json:"description"`
+		}
+		if err := json.Unmarshal([]byte(history), &revisions); err != nil {
+			t.Fatalf("%v\n%s", err, history)
+		}
+		var descriptions []string
+		for _, r := range revisions {
+			descriptions = append(descriptions, fmt.Sprintf("%d: %s", r.Revision, r.Description))
+		}
+		if len(revisions) != 3 || !strings.Contains(revisions[1].Description, "rotate-key: rotation ") || !strings.Contains(revisions[1].Description, "add v2, roll out, promote") {
+			t.Fatalf("helm history must show the rotation upgrade: %q", descriptions)
+		}
+		jobLogs := hookJobLogs(t, ns)
+		if !strings.Contains(jobLogs, "hook add done") || !strings.Contains(jobLogs, "hook retire done; phase Idle") {
+			t.Fatalf("hook Job logs:\n%s", jobLogs)
+		}
+		outputs = append(outputs, history, jobLogs)
+		t.Logf("helm history: %q", descriptions)
+	}
+	assertNoKeyMaterial(t, rec, outputs)
+	t.Logf("helm%d (hooks %v): rotation v1 -> v2 done; secret events add@%d promote@%d retire@%d; %d pods restarted per rollout; events %v", major, hooks, added, promoted, retired, second, reasons)
 }
 
 // assertNoKeyMaterial scans texts for every key the test saw, raw, base64 and hex.

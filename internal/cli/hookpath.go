@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+
+	"github.com/tracebloc/helm-rotate-key/charts"
+	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
+	"github.com/tracebloc/helm-rotate-key/internal/release"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+)
+
+// RequestValue is the chart value through which `helm rotate-key` requests a rotation on the hook path.
+const RequestValue = charts.LibraryName + ".rotation.request"
+
+// hookUpgrade is the `helm upgrade` that carries a rotation step through the release's hook Jobs.
+type hookUpgrade struct {
+	// Request is the new rotation's id, "" when the upgrade only resumes or retires.
+	Request     string
+	Description string
+	Decision    rotation.Decision
+}
+
+// planHookUpgrade decides whether the hook path has anything to do now, and how the upgrade is described in
+// `helm history`. ok=false: nothing to upgrade for (waiting for the TTL, or nothing due).
+func planHookUpgrade(st rotation.State, now time.Time, start, force bool, newID func(time.Time) string) (hookUpgrade, bool) {
+	d := rotation.Next(st, now, start, force)
+	u := hookUpgrade{Decision: d}
+	switch d.Step {
+	case rotation.StepNothing, rotation.StepWaitTTL:
+		return u, false
+	case rotation.StepStart:
+		u.Request = newID(now)
+		u.Description = fmt.Sprintf("rotate-key: rotation %s: add v%d, roll out, promote, roll out (hook Jobs)", u.Request, nextVersion(st))
+	case rotation.StepRetire:
+		u.Description = fmt.Sprintf("rotate-key: rotation %s: retire v%d, token TTL passed (hook Jobs)", st.RotationID, st.From)
+	default:
+		u.Description = fmt.Sprintf("rotate-key: rotation %s: resume at %s (hook Jobs)", st.RotationID, st.Phase)
+	}
+	return u, true
+}
+
+func nextVersion(st rotation.State) int {
+	if st.To > 0 {
+		return st.To + 1
+	}
+	return 0
+}
+
+// hookPathNote is what plan and the prompt say about the hook path.
+const hookPathNote = "through the chart's hook Jobs: helm upgrade with the release's stored chart and --reuse-values, which re-applies the whole release (drift such as a manual replica change is reverted); --local rotates without an upgrade"
+
+// runThroughHooks performs the rotation's next steps as an upgrade of the release with its own chart and values,
+// through the user's Helm, and reports where the rotation stands afterwards.
+func (o *RunOptions) runThroughHooks(ctx context.Context, obs *observation, hooks release.RotationHooks) error {
+	if o.TTL != "" || o.Interval != "" || len(o.Consumers) > 0 || o.TakeOver {
+		return exitcode.Withf(exitcode.Usage, "--ttl, --interval, --consumer and --take-over apply to local runs only: release %s rotates through its chart's hook Jobs, which read the chart's values (rotate-key.ttlSeconds, rotationInterval, consumers); add --local to rotate from this machine instead", o.Release)
+	}
+	u, ok := planHookUpgrade(obs.state, obs.now, o.mode == "run", o.Force, newRotationID)
+	if !ok {
+		return o.report(rotation.Result{State: obs.state, Keyring: obs.keyring, Decision: u.Decision})
+	}
+	if !o.Yes {
+		if !o.isTerminal() {
+			return exitcode.Withf(exitcode.Usage, "not a terminal, so nobody can confirm: review with `rotate-key plan %s` and rerun with --yes", o.Release)
+		}
+		fmt.Fprintf(o.streams.Out, "Keyring %s/%s: %s. Next: %s — %s\nThis runs %s.\nProceed? [y/N] ", o.namespace, o.Secret, obs.state, u.Decision.Step, u.Decision.Reason, hookPathNote)
+		if !confirmed(o.streams.In) {
+			return exitcode.Withf(exitcode.Usage, "not confirmed; nothing was changed")
+		}
+	}
+	chartRef, cleanup, err := o.hookChart(obs)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	args := []string{"upgrade", o.Release, chartRef, "--namespace", o.namespace, "--reuse-values",
+		"--timeout", (5*o.Timeout + time.Minute).String(), "--description", u.Description}
+	if u.Request != "" {
+		args = append(args, "--set", RequestValue+"="+u.Request)
+	}
+	if o.settings.KubeContext != "" {
+		args = append(args, "--kube-context", o.settings.KubeContext)
+	}
+	if o.settings.KubeConfig != "" {
+		args = append(args, "--kubeconfig", o.settings.KubeConfig)
+	}
+	fmt.Fprintf(o.streams.Out, "%s/%s: %s — %s\nRunning: %s %s\n", o.namespace, o.Secret, u.Decision.Step, u.Decision.Reason, o.settings.HelmBin, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, o.settings.HelmBin, args...)
+	cmd.Stdout, cmd.Stderr = o.streams.Out, o.streams.ErrOut
+	cmd.Env = append(os.Environ(), o.settings.Environ()...)
+	upgradeErr := cmd.Run()
+	after, err := observe(ctx, o.settings, o.namespace, o.Secret, o.Release, o.overrides)
+	if err != nil {
+		return err
+	}
+	if upgradeErr != nil {
+		var exit *exec.ExitError
+		code := -1
+		if errors.As(upgradeErr, &exit) {
+			code = exit.ExitCode()
+		}
+		return fmt.Errorf("helm upgrade of %s failed (exit %d); the rotation stands at %s and resumes where it stopped: see the hook Job's log (kubectl -n %s logs job/<name> — the Jobs are labelled app.kubernetes.io/component=rotate-key), then rerun: %s",
+			o.Release, code, after.state, o.namespace, o.resumeCommand())
+	}
+	d := rotation.Next(after.state, after.now, false, false)
+	if after.state.Phase == rotation.Idle {
+		d = rotation.Decision{Step: rotation.StepNothing, Reason: fmt.Sprintf("rotation %s finished: %s", after.state.RotationID, after.state)}
+	}
+	return o.report(rotation.Result{State: after.state, Keyring: after.keyring, Decision: d})
+}
+
+// hookChart is the chart the hook upgrade uses: --chart as given, or the release's stored chart with the library
+// put back, written to a temporary archive.
+func (o *RunOptions) hookChart(obs *observation) (string, func(), error) {
+	if o.Chart != "" {
+		return o.Chart, func() {}, nil
+	}
+	lib, err := release.LoadLibrary(charts.Library, charts.LibraryName)
+	if err != nil {
+		return "", nil, fmt.Errorf("loading the embedded rotate-key library chart: %w", err)
+	}
+	c, err := release.Rebuild(obs.record, lib)
+	if err != nil {
+		return "", nil, exitcode.With(exitcode.Usage, err)
+	}
+	dir, err := os.MkdirTemp("", "rotate-key-chart-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { _ = os.RemoveAll(dir) }
+	if _, err := chartutil.Save(c, dir); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("writing the release's stored chart: %w", err)
+	}
+	return filepath.Join(dir, release.ChartFileName(c)), cleanup, nil
+}

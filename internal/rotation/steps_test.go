@@ -1,0 +1,97 @@
+package rotation_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+	"github.com/tracebloc/helm-rotate-key/internal/kube"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+)
+
+// hookJobs is the order in which the chart's post-upgrade hook Jobs run, each limited to its own steps.
+var hookJobs = [][]rotation.Step{
+	{rotation.StepStart},
+	{rotation.StepRollout},
+	{rotation.StepPromote},
+	{rotation.StepRollout},
+	{rotation.StepRetire, rotation.StepRollout},
+}
+
+// upgrade runs the hook Jobs of one `helm upgrade` in order, as separate engines (one per Job), in the simulation.
+func upgrade(t *testing.T, s *sim, request string) rotation.State {
+	t.Helper()
+	for _, steps := range hookJobs {
+		cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}}
+		engine := &rotation.Engine{
+			Cluster: cluster, Config: rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
+			Holder: "job", Actor: "job", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
+			NewRotationID: func(time.Time) string { t.Fatal("a requested rotation must take the request as its id"); return "" },
+			LocalNow:      func() time.Time { return s.now },
+			Sleep:         func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
+			Request:       request, Force: request != "", Steps: steps,
+		}
+		if _, err := engine.Run(context.Background(), request != ""); err != nil {
+			t.Fatalf("hook Job %v: %v", steps, err)
+		}
+	}
+	st, err := rotation.ParseState(s.mustSecret().Annotations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestHookJobsRotateOnceAndRetireWhenDue(t *testing.T) {
+	s := newSim(t, 7)
+	s.advance(2 * time.Second)
+	keysOf := func() string { return keyring.DataKeys(s.secretData()) }
+
+	if st := upgrade(t, s, ""); st.Phase != rotation.Idle || keysOf() != "active,key.v1" {
+		t.Fatalf("an upgrade without a request must change nothing: %s %s", st.Phase, keysOf())
+	}
+	st := upgrade(t, s, "2026q4")
+	if st.Phase != rotation.Waiting || st.RotationID != "2026q4" || keysOf() != "active,key.v1,key.v2" || string(s.secretData()["active"]) != "v2" {
+		t.Fatalf("the requested upgrade must run steps 1-4: %+v %s", st, keysOf())
+	}
+	rv := s.mustSecret().ResourceVersion
+	if again := upgrade(t, s, "2026q4"); again.Phase != rotation.Waiting || s.mustSecret().ResourceVersion != rv {
+		t.Fatalf("an upgrade before retire-after (same request in the values) must write nothing: %+v", again)
+	}
+	s.advance(st.RetireAfter.Sub(s.now) + time.Second)
+	if done := upgrade(t, s, "2026q4"); done.Phase != rotation.Idle || keysOf() != "active,key.v2" {
+		t.Fatalf("the first upgrade after retire-after must retire v1: %+v %s", done, keysOf())
+	}
+	rv = s.mustSecret().ResourceVersion
+	if again := upgrade(t, s, "2026q4"); again.Phase != rotation.Idle || s.mustSecret().ResourceVersion != rv || keysOf() != "active,key.v2" {
+		t.Fatalf("a request that has already run must not start a second rotation: %+v %s", again, keysOf())
+	}
+	if next := upgrade(t, s, "2027q1"); next.Phase != rotation.Waiting || next.RotationID != "2027q1" || keysOf() != "active,key.v2,key.v3" {
+		t.Fatalf("a new request must start the next rotation: %+v %s", next, keysOf())
+	}
+	if s.rejected > 0 {
+		t.Fatalf("%d unexpired tokens rejected", s.rejected)
+	}
+}
+
+// A Job limited to one step leaves a rotation it finds in another phase alone.
+func TestStepOutsideTheJobIsLeftAlone(t *testing.T) {
+	s := newSim(t, 11)
+	cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}}
+	engine := &rotation.Engine{
+		Cluster: cluster, Config: rotation.Config{TTL: simTTL, Interval: time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}}},
+		Holder: "job", Actor: "job", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
+		LocalNow: func() time.Time { return s.now }, Sleep: func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
+		Request: "r1", Force: true, Steps: []rotation.Step{rotation.StepStart},
+	}
+	res, err := engine.Run(context.Background(), true)
+	if err != nil || res.Decision.Step != rotation.StepRollout {
+		t.Fatalf("the add Job must stop after adding, with the rollout next: %v %+v", err, res.Decision)
+	}
+	rv := s.mustSecret().ResourceVersion
+	engine.Steps = []rotation.Step{rotation.StepPromote}
+	if res, err = engine.Run(context.Background(), false); err != nil || res.State.Phase != rotation.KeyAdded || s.mustSecret().ResourceVersion != rv {
+		t.Fatalf("the promote Job must not promote before the rollout: %v %+v", err, res.State)
+	}
+}
