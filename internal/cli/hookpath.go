@@ -14,6 +14,7 @@ import (
 
 	"github.com/tracebloc/helm-rotate-key/charts"
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/release"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -31,7 +32,7 @@ type hookUpgrade struct {
 
 // planHookUpgrade decides whether the hook path has anything to do now, and how the upgrade is described in
 // `helm history`. ok=false: nothing to upgrade for (waiting for the TTL, or nothing due).
-func planHookUpgrade(st rotation.State, now time.Time, start, force bool, newID func(time.Time) string) (hookUpgrade, bool) {
+func planHookUpgrade(st rotation.State, k *keyring.Keyring, now time.Time, start, force bool, newID func(time.Time) string) (hookUpgrade, bool) {
 	d := rotation.Next(st, now, start, force)
 	u := hookUpgrade{Decision: d}
 	switch d.Step {
@@ -39,20 +40,13 @@ func planHookUpgrade(st rotation.State, now time.Time, start, force bool, newID 
 		return u, false
 	case rotation.StepStart:
 		u.Request = newID(now)
-		u.Description = fmt.Sprintf("rotate-key: rotation %s: add v%d, roll out, promote, roll out (hook Jobs)", u.Request, nextVersion(st))
+		u.Description = fmt.Sprintf("rotate-key: rotation %s: add v%d, roll out, promote, roll out (hook Jobs)", u.Request, k.Newest()+1)
 	case rotation.StepRetire:
 		u.Description = fmt.Sprintf("rotate-key: rotation %s: retire v%d, token TTL passed (hook Jobs)", st.RotationID, st.From)
 	default:
 		u.Description = fmt.Sprintf("rotate-key: rotation %s: resume at %s (hook Jobs)", st.RotationID, st.Phase)
 	}
 	return u, true
-}
-
-func nextVersion(st rotation.State) int {
-	if st.To > 0 {
-		return st.To + 1
-	}
-	return 0
 }
 
 // hookPathNote is what plan and the prompt say about the hook path.
@@ -64,7 +58,7 @@ func (o *RunOptions) runThroughHooks(ctx context.Context, obs *observation, hook
 	if o.TTL != "" || o.Interval != "" || len(o.Consumers) > 0 || o.TakeOver {
 		return exitcode.Withf(exitcode.Usage, "--ttl, --interval, --consumer and --take-over apply to local runs only: release %s rotates through its chart's hook Jobs, which read the chart's values (rotate-key.ttlSeconds, rotationInterval, consumers); add --local to rotate from this machine instead", o.Release)
 	}
-	u, ok := planHookUpgrade(obs.state, obs.now, o.mode == "run", o.Force, newRotationID)
+	u, ok := planHookUpgrade(obs.state, obs.keyring, obs.now, o.mode == "run", o.Force, newRotationID)
 	if !ok {
 		return o.report(rotation.Result{State: obs.state, Keyring: obs.keyring, Decision: u.Decision})
 	}

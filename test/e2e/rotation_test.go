@@ -77,8 +77,8 @@ func watchNamespace(ctx context.Context, t *testing.T, ns, secret string) *recor
 	go func() {
 		for ev := range pw.ResultChan() {
 			p, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
+			if !ok || p.Labels["app.kubernetes.io/component"] == "rotate-key" {
+				continue // only the consumers' pods; the rotation's own Job pods are not restarted
 			}
 			r.mu.Lock()
 			ps := r.pods[p.UID]

@@ -67,7 +67,7 @@ func waitJob(t *testing.T, ns, name string) (string, corev1.Pod) {
 	if err != nil {
 		t.Fatalf("job %s/%s did not finish: %v", ns, name, err)
 	}
-	pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "probe=" + name})
+	pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + name})
 	if err != nil || len(pods.Items) != 1 {
 		t.Fatalf("pods of job %s: %v (%d)", name, err, len(pods.Items))
 	}
