@@ -45,13 +45,13 @@ type RunOptions struct {
 	Chart string
 
 	// mode is "run" (start, resume or finish), "retire" (resume or finish, never start) or "abort".
-	mode      string
+	mode string
 	// secretGiven is true when --secret was set; otherwise the hook Jobs' Secret wins over the default name.
 	secretGiven bool
-	overrides rotation.Overrides
-	namespace string
-	settings  *helmenv.Settings
-	streams   Streams
+	overrides   rotation.Overrides
+	namespace   string
+	settings    *helmenv.Settings
+	streams     Streams
 	// isTerminal reports whether stdin is a terminal (replaced in tests).
 	isTerminal func() bool
 }

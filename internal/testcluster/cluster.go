@@ -266,7 +266,9 @@ func (c *Cluster) PodLogs(namespace, pod string) string { return c.runner.logsOf
 
 // NamespaceLogs returns the output of every pod the runner executed in namespace, deleted ones included (a hook
 // Job recreated with before-hook-creation keeps its predecessor's log here), by pod name.
-func (c *Cluster) NamespaceLogs(namespace string) map[string]string { return c.runner.logsIn(namespace) }
+func (c *Cluster) NamespaceLogs(namespace string) map[string]string {
+	return c.runner.logsIn(namespace)
+}
 
 // Namespace creates a namespace for one test, waits for its default ServiceAccount (pods need it once the
 // ServiceAccount admission plugin is on), and returns its name.
