@@ -22,6 +22,9 @@ import (
 // RequestValue is the chart value through which `helm rotate-key` requests a rotation on the hook path.
 const RequestValue = charts.LibraryName + ".rotation.request"
 
+// JobSelector selects the rotation Jobs the library chart renders.
+const JobSelector = "app.kubernetes.io/component=rotate-key"
+
 // hookUpgrade is the `helm upgrade` that carries a rotation step through the release's hook Jobs.
 type hookUpgrade struct {
 	// Request is the new rotation's id, "" when the upgrade only resumes or retires.
@@ -77,7 +80,7 @@ func (o *RunOptions) runThroughHooks(ctx context.Context, obs *observation, hook
 	}
 	defer cleanup()
 	args := []string{"upgrade", o.Release, chartRef, "--namespace", o.namespace, "--reuse-values",
-		"--timeout", (5*o.Timeout + time.Minute).String(), "--description", u.Description}
+		"--timeout", (o.Timeout + 5*time.Minute).String(), "--description", u.Description}
 	if u.Request != "" {
 		args = append(args, "--set", RequestValue+"="+u.Request)
 	}
@@ -87,7 +90,7 @@ func (o *RunOptions) runThroughHooks(ctx context.Context, obs *observation, hook
 	if o.settings.KubeConfig != "" {
 		args = append(args, "--kubeconfig", o.settings.KubeConfig)
 	}
-	fmt.Fprintf(o.streams.Out, "%s/%s: %s — %s\nRunning: %s %s\n", o.namespace, o.Secret, u.Decision.Step, u.Decision.Reason, o.settings.HelmBin, strings.Join(args, " "))
+	fmt.Fprintf(o.streams.Out, "%s/%s: %s — %s\nRunning: %s\n", o.namespace, o.Secret, u.Decision.Step, u.Decision.Reason, shellQuote(append([]string{o.settings.HelmBin}, args...)))
 	cmd := exec.CommandContext(ctx, o.settings.HelmBin, args...)
 	cmd.Stdout, cmd.Stderr = o.streams.Out, o.streams.ErrOut
 	cmd.Env = append(os.Environ(), o.settings.Environ()...)
@@ -102,14 +105,31 @@ func (o *RunOptions) runThroughHooks(ctx context.Context, obs *observation, hook
 		if errors.As(upgradeErr, &exit) {
 			code = exit.ExitCode()
 		}
-		return fmt.Errorf("helm upgrade of %s failed (exit %d); the rotation stands at %s and resumes where it stopped: see the hook Job's log (kubectl -n %s logs job/<name> — the Jobs are labelled app.kubernetes.io/component=rotate-key), then rerun: %s",
-			o.Release, code, after.state, o.namespace, o.resumeCommand())
+		why := ""
+		for _, line := range after.target.FailedJobs(ctx, JobSelector) {
+			why += "\n  " + line
+		}
+		return fmt.Errorf("helm upgrade of %s failed (exit %d)%s\nThe rotation stands at %s and resumes where it stopped: fix the cause (kubectl -n %s logs job/<name>; the Jobs carry %s), then rerun: %s",
+			o.Release, code, why, after.state, o.namespace, JobSelector, o.resumeCommand())
 	}
 	d := rotation.Next(after.state, after.now, false, false)
 	if after.state.Phase == rotation.Idle {
 		d = rotation.Decision{Step: rotation.StepNothing, Reason: fmt.Sprintf("rotation %s finished: %s", after.state.RotationID, after.state)}
 	}
 	return o.report(rotation.Result{State: after.state, Keyring: after.keyring, Decision: d})
+}
+
+// shellQuote renders argv as a command line a shell would read back the same (for the operator to copy).
+func shellQuote(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,@+") == "" {
+			out[i] = a
+		} else {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // hookChart is the chart the hook upgrade uses: --chart as given, or the release's stored chart with the library

@@ -35,3 +35,11 @@ func TestPlanHookUpgrade(t *testing.T) {
 		}
 	}
 }
+
+func TestShellQuote(t *testing.T) {
+	got := shellQuote([]string{"helm", "upgrade", "--description", "rotate-key: it's v2", "--set", "a=b"})
+	want := `helm upgrade --description 'rotate-key: it'\''s v2' --set a=b`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}

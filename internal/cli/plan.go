@@ -29,6 +29,9 @@ type Plan struct {
 	Next            string   `json:"next"`
 	Why             string   `json:"why"`
 	Then            []string `json:"then"`
+	// Path is how `helm rotate-key` would carry the steps out: "hooks" (the chart's hook Jobs) or "local".
+	Path     string `json:"path"`
+	PathNote string `json:"pathNote"`
 }
 
 // PlanOptions are the flags of `rotate-key plan`.
@@ -61,7 +64,7 @@ func newPlanCommand(streams Streams, settings *helmenv.Settings) *cobra.Command 
 
 // Run prints the plan.
 func (o *PlanOptions) Run(ctx context.Context) error {
-	obs, err := observe(ctx, o.settings, o.namespace, o.Secret, o.Release, o.overrides)
+	obs, _, useHooks, err := o.observe(ctx)
 	if err != nil {
 		return err
 	}
@@ -100,6 +103,10 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 	if d.Step != rotation.StepNothing {
 		p.Then = steps[st.Phase]
 	}
+	p.Path, p.PathNote = "local", "this machine drives the rotation through the API server; the release itself is not upgraded"
+	if useHooks {
+		p.Path, p.PathNote = "hooks", hookPathNote
+	}
 	if o.Output == "json" {
 		enc := json.NewEncoder(o.streams.Out)
 		enc.SetIndent("", "  ")
@@ -110,7 +117,7 @@ func (o *PlanOptions) Run(ctx context.Context) error {
 	for _, c := range p.Consumers {
 		fmt.Fprintf(w, "  - %s\n", c)
 	}
-	fmt.Fprintf(w, "Next:      %s — %s\n", p.Next, p.Why)
+	fmt.Fprintf(w, "Next:      %s — %s\nPath:      %s — %s\n", p.Next, p.Why, p.Path, p.PathNote)
 	for i, s := range p.Then {
 		fmt.Fprintf(w, "  %d. %s\n", i+1, s)
 	}

@@ -192,17 +192,11 @@ func parseTTL(v string) (time.Duration, error) {
 
 // Run connects, resolves the configuration, shows the plan, and drives the engine.
 func (o *RunOptions) Run(ctx context.Context) error {
-	obs, err := observe(ctx, o.settings, o.namespace, o.Secret, o.Release, o.overrides)
+	obs, hooks, useHooks, err := o.observe(ctx)
 	if err != nil {
 		return err
 	}
-	if hooks, ok := o.hookPath(obs); ok {
-		if !o.secretGiven && hooks.Secret != "" && hooks.Secret != o.Secret {
-			o.Secret = hooks.Secret
-			if obs, err = observe(ctx, o.settings, o.namespace, o.Secret, o.Release, o.overrides); err != nil {
-				return err
-			}
-		}
+	if useHooks {
 		if err := obs.require(o.namespace, o.Secret, o.Release); err != nil {
 			return err
 		}
@@ -246,6 +240,21 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		return classify(err)
 	}
 	return o.report(res)
+}
+
+// observe reads the release and its keyring, and decides the path: the hook Jobs' own --secret wins over the
+// default Secret name (not over --secret).
+func (o *RunOptions) observe(ctx context.Context) (*observation, release.RotationHooks, bool, error) {
+	obs, err := observe(ctx, o.settings, o.namespace, o.Secret, o.Release, o.overrides)
+	if err != nil {
+		return nil, release.RotationHooks{}, false, err
+	}
+	hooks, ok := o.hookPath(obs)
+	if ok && !o.secretGiven && hooks.Secret != "" && hooks.Secret != o.Secret {
+		o.Secret = hooks.Secret
+		obs, err = observe(ctx, o.settings, o.namespace, o.Secret, o.Release, o.overrides)
+	}
+	return obs, hooks, ok, err
 }
 
 // hookPath reports whether this run goes through the release's hook Jobs: a run or retire (an abort is always

@@ -130,12 +130,16 @@ func runDemo(ctx context.Context, c *testcluster.Cluster, h3, h4 *testcluster.He
 		}
 		return nil
 	}
-	// A real TTL of 60 s (the chart's minimum) keeps the demo short; production charts keep 90 days.
+	// A real TTL of 60 s (the chart's minimum) keeps the demo short; production charts keep 90 days. The example
+	// chart has the rotation hook Jobs, so `helm rotate-key` rotates through them (an upgrade with the release's
+	// own chart and values); the Jobs run on the runner node, which executes their pods for real.
+	install := append([]string{"-n", ns, "install", "demo", chart, "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"}, testcluster.RunnerValues()...)
 	if err := run(
-		cmd{h4, []string{"-n", ns, "install", "demo", chart, "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"}, 0},
+		cmd{h4, install, 0},
 		cmd{h3, []string{"plugin", "list"}, 0},
 		cmd{h4, []string{"plugin", "list"}, 0},
 		cmd{h4, []string{"-n", ns, "rotate-key", "status", "demo"}, 0},
+		cmd{h4, []string{"-n", ns, "rotate-key", "plan", "demo"}, 0},
 		cmd{h4, []string{"-n", ns, "rotate-key", "demo", "--yes"}, 3},
 		cmd{h3, []string{"-n", ns, "rotate-key", "status", "demo"}, 0},
 		cmd{h4, []string{"-n", ns, "upgrade", "demo", chart, "--reuse-values", "--post-renderer", "rotate-key-guard", "--post-renderer-args", "--release=demo", "--wait"}, 0},
@@ -151,9 +155,10 @@ func runDemo(ctx context.Context, c *testcluster.Cluster, h3, h4 *testcluster.He
 	if err := run(
 		cmd{h4, []string{"-n", ns, "rotate-key", "demo", "--yes"}, 0},
 		cmd{h4, []string{"-n", ns, "rotate-key", "status", "demo"}, 0},
+		cmd{h4, []string{"-n", ns, "history", "demo"}, 0},
 	); err != nil {
 		return err
 	}
-	fmt.Println("\ndemo: done — key v2 added, rolled out, promoted, rolled out again; v1 retired after the TTL.")
+	fmt.Println("\ndemo: done — key v2 added, rolled out, promoted, rolled out again by the chart's hook Jobs; v1 retired after the TTL.")
 	return nil
 }

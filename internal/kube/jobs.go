@@ -1,0 +1,69 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// FailedJobs explains the failed Jobs matching selector (the chart's rotation Jobs): one line per Job, with the
+// last line of its pod's termination message (the rotate-key log line that says why). Best effort: what cannot be
+// read is left out. The Jobs' output never holds key material.
+func (c *Cluster) FailedJobs(ctx context.Context, selector string) []string {
+	jobs, err := c.Client.BatchV1().Jobs(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, job := range jobs.Items {
+		if !jobFailed(&job) {
+			continue
+		}
+		line := "Job " + job.Name + " failed"
+		pods, err := c.Client.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + job.Name})
+		if err == nil {
+			for _, p := range pods.Items {
+				if msg := lastLine(terminationMessage(&p)); msg != "" {
+					line += ": " + msg
+				}
+			}
+		}
+		out = append(out, line)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func jobFailed(job *batchv1.Job) bool {
+	for _, c := range job.Status.Conditions {
+		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+func terminationMessage(p *corev1.Pod) string {
+	for _, s := range p.Status.ContainerStatuses {
+		if t := s.State.Terminated; t != nil && t.ExitCode != 0 {
+			if t.Message != "" {
+				return t.Message
+			}
+			return fmt.Sprintf("exit %d (%s)", t.ExitCode, t.Reason)
+		}
+	}
+	if p.Status.Message != "" {
+		return p.Status.Message
+	}
+	return ""
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
