@@ -189,6 +189,21 @@ func redact(s string, secrets []string) string {
 	return s
 }
 
+// shellWords is args as a shell would need them after a command, each preceded by a space: single-quoted where
+// they hold anything but letters, digits and ._=/-.
+func shellWords(args []string) string {
+	var b strings.Builder
+	for _, a := range args {
+		b.WriteByte(' ')
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=/-") == "" {
+			b.WriteString(a)
+		} else {
+			b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+		}
+	}
+	return b.String()
+}
+
 // kindDocs counts the documents of a multi-document YAML text that have a top-level kind:.
 func kindDocs(render string) int {
 	n, has := 0, false
@@ -343,9 +358,8 @@ func TestChartGolden(t *testing.T) {
 			if len(keys) != 1 {
 				t.Fatalf("normalized %d generated key values, want 1 (the keyring's first key)", len(keys))
 			}
-			header := fmt.Sprintf("# helm template app charts/example-app --namespace golden %s\n"+
-				"# Rendered by Helm 4; key data normalized to <generated>. Regenerate: go test ./test/e2e/ -run TestChartGolden -update\n",
-				strings.Join(c.args, " "))
+			header := "# helm template app charts/example-app --namespace golden" + shellWords(c.args) + "\n" +
+				"# Rendered by Helm 4; key data normalized to <generated>. Regenerate: go test ./test/e2e/ -run TestChartGolden -update\n"
 			got = header + got
 			path := filepath.Join("testdata", "golden", c.name+".yaml")
 			if *update {
