@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -158,4 +159,59 @@ func TestRestrictedNamespaceCronJobAndLeastPrivilege(t *testing.T) {
 	}
 	t.Logf("restricted namespace: install, upgrade with 5 hook Jobs and the CronJob's Job admitted; rotation via CronJob reached %s; authorizer:\n  %s",
 		st.Phase, strings.Join(report, "\n  "))
+}
+
+// TestPlainUpgradeRequestsRotation requests a rotation the way a GitOps tool would: a plain `helm upgrade` that
+// sets rotate-key.rotation.request. The hook Jobs run steps 1-4 once; the same request kept by --reuse-values
+// starts nothing more and writes nothing; `plan` says the release rotates through its hooks.
+func TestPlainUpgradeRequestsRotation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHelm(t, 4)
+	ns := namespace(t, "request", nil)
+	if out, err := installExample(ctx, h, ns, "app", "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	plan, err := h.Run(ctx, "-n", ns, "rotate-key", "plan", "app")
+	if err != nil || !strings.Contains(plan, "Path:      hooks — through the chart's hook Jobs") || !strings.Contains(plan, "drift such as a manual replica change is reverted") {
+		t.Fatalf("plan must name the hook path and what it re-applies: %v\n%s", err, plan)
+	}
+	if out, err := h.Run(ctx, "-n", ns, "upgrade", "app", exampleChart(), "--reuse-values", "--set", "rotate-key.rotation.request=2026q4"); err != nil {
+		t.Fatalf("upgrade with a rotation request: %v\n%s", err, out)
+	}
+	keys, active, st := secretState(t, ns)
+	if st.Phase != rotation.Waiting || st.RotationID != "2026q4" || fmt.Sprint(keys) != "[key.v1 key.v2]" || active != "v2" {
+		t.Fatalf("after the requested upgrade: phase %s id %s keys %v active %s", st.Phase, st.RotationID, keys, active)
+	}
+	before, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := h.Run(ctx, "-n", ns, "upgrade", "app", exampleChart(), "--reuse-values", "--set", "jobsManager.replicas=1"); err != nil {
+		t.Fatalf("an unrelated upgrade during the TTL wait: %v\n%s", err, out)
+	}
+	after, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, active, st = secretState(t, ns)
+	// Helm 4's server-side apply may take co-ownership of the data fields it renders from lookup (a write that
+	// changes managedFields only), so the proof is the content and our own field manager's entry, not the
+	// resourceVersion.
+	if !reflect.DeepEqual(before.Data, after.Data) || !reflect.DeepEqual(before.Annotations, after.Annotations) ||
+		ownWrite(before) != ownWrite(after) || st.Phase != rotation.Waiting {
+		t.Fatalf("an unrelated upgrade with the same request must not touch the keyring: data equal %v, annotations equal %v, rotate-key's last write %s -> %s, phase %s keys %v",
+			reflect.DeepEqual(before.Data, after.Data), reflect.DeepEqual(before.Annotations, after.Annotations), ownWrite(before), ownWrite(after), st.Phase, keys)
+	}
+	t.Logf("request 2026q4 ran once: phase %s, keys %v, active %s; the next upgrade (5 hook Jobs) left data, annotations and rotate-key's last write (%s) unchanged", st.Phase, keys, active, strings.SplitN(ownWrite(after), " {", 2)[0])
+}
+
+// ownWrite is the time of rotate-key's last write to the object, from its managedFields entry.
+func ownWrite(s *corev1.Secret) string {
+	for _, m := range s.ManagedFields {
+		if m.Manager == "helm-rotate-key" {
+			return m.Time.String() + " " + string(m.FieldsV1.Raw)
+		}
+	}
+	return "none"
 }

@@ -119,6 +119,13 @@ func copyCheckout(t *testing.T) string {
 		if d.IsDir() {
 			return os.MkdirAll(target, 0o755)
 		}
+		if d.Type()&fs.ModeSymlink != 0 { // e.g. the example chart's link to the library: copied as a link
+			link, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		}
 		info, err := d.Info()
 		if err != nil {
 			return err
