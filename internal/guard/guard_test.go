@@ -1,0 +1,164 @@
+package guard
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+)
+
+var (
+	now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	k1  = "aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5oQ7sU9wY1aC3eG5iK7mO9qS1uW3y" // test keys, 64 alphanumerics
+	k2  = "Zy9Xw7Vu5Ts3Rq1Po9Nm7Lk5Ji3Hg1Fe9Dc7Ba5Zy3Xw1Vu9Ts7Rq5Po3Nm1Lk9J"
+)
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func secretDoc(name string, keep bool, data map[string]string) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: Secret\nmetadata:\n  name: " + name + "\n")
+	if keep {
+		b.WriteString("  annotations:\n    helm.sh/resource-policy: keep\n")
+	}
+	b.WriteString("data:\n")
+	for k, v := range data {
+		b.WriteString("  " + k + ": " + b64(v) + "\n")
+	}
+	return b.String()
+}
+
+const deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  replicas: 2\n"
+
+func live(data map[string]string, annotations map[string]string) *Live {
+	l := &Live{Data: map[string][]byte{}, Annotations: annotations}
+	for k, v := range data {
+		l.Data[k] = []byte(v)
+	}
+	return l
+}
+
+func rules(fs []Finding) string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, string(f.Rule))
+	}
+	return strings.Join(out, ",")
+}
+
+func TestCheck(t *testing.T) {
+	rotated := map[string]string{"key.v1": k1, "key.v2": k2, "active": "v2"}
+	waiting := rotation.State{Phase: rotation.Waiting, RotationID: "r", From: 1, To: 2, RetireAfter: now.Add(time.Hour)}
+	due := waiting
+	due.RetireAfter = now.Add(-time.Hour)
+	rolledOut := rotation.State{Phase: rotation.RolledOut, RotationID: "r", From: 1, To: 2}
+	tests := []struct {
+		name   string
+		stream string
+		live   *Live
+		want   string
+	}{
+		{"first install", secretDoc("keys", true, map[string]string{"key.v1": k1, "active": "v1"}), nil, ""},
+		{"unchanged", deployment + "---\n" + secretDoc("keys", true, rotated), live(rotated, nil), ""},
+		{"secret skipped (--reset-values)", deployment, live(rotated, nil), "secret-not-rendered"},
+		{"another namespace's Secret", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\n  namespace: other\n", live(rotated, nil), "secret-not-rendered"},
+		{"keep dropped", secretDoc("keys", false, rotated), live(rotated, nil), "keep-policy-dropped"},
+		{"values chart after a rotation", secretDoc("keys", true, map[string]string{"key.v1": k1, "active": "v1"}), live(rotated, nil), "version-dropped,active-changed"},
+		{"regenerated (lookup empty)", secretDoc("keys", true, map[string]string{"key.v1": k2, "key.v2": k1, "active": "v2"}), live(rotated, nil), "key-bytes-changed"},
+		{"retire before the TTL", secretDoc("keys", true, map[string]string{"key.v2": k2, "active": "v2"}), live(rotated, waiting.ApplyAnnotations(map[string]string{})), "version-dropped"},
+		{"retire after the TTL (expected)", secretDoc("keys", true, map[string]string{"key.v2": k2, "active": "v2"}), live(rotated, due.ApplyAnnotations(map[string]string{})), ""},
+		{"promote after the rollout (expected)", secretDoc("keys", true, map[string]string{"key.v1": k1, "key.v2": k2, "active": "v2"}),
+			live(map[string]string{"key.v1": k1, "key.v2": k2, "active": "v1"}, rolledOut.ApplyAnnotations(map[string]string{})), ""},
+		{"promote to something else", secretDoc("keys", true, map[string]string{"key.v1": k1, "key.v2": k2, "active": "v1"}), live(rotated, rolledOut.ApplyAnnotations(map[string]string{})), "active-changed"},
+		{"adding a version (manual step 1)", secretDoc("keys", true, map[string]string{"key.v1": k1, "key.v2": k2, "active": "v1"}),
+			live(map[string]string{"key.v1": k1, "active": "v1"}, nil), ""},
+		{"stringData wins", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\n  annotations: {helm.sh/resource-policy: keep}\nstringData:\n  key.v1: " + k1 + "\n  key.v2: " + k2 + "\n  active: v2\n", live(rotated, nil), ""},
+		{"inside a List", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: keys\n", live(rotated, nil), "keep-policy-dropped,version-dropped,key-bytes-changed,active-changed"},
+	}
+	for _, tt := range tests {
+		rendered, err := FindSecret([]byte(tt.stream), "ns", "keys")
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		got := rules(Check(rendered, tt.live, now))
+		if tt.name == "inside a List" {
+			if !strings.Contains(got, "version-dropped") {
+				t.Errorf("%s: got %q", tt.name, got)
+			}
+			continue
+		}
+		if got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestFindSecretRefusesAmbiguity(t *testing.T) {
+	doc := secretDoc("keys", true, map[string]string{"key.v1": k1, "active": "v1"})
+	if _, err := FindSecret([]byte(doc+"---\n"+doc), "ns", "keys"); err == nil || !strings.Contains(err.Error(), "2 times") {
+		t.Fatalf("duplicate Secrets: %v", err)
+	}
+	for name, stream := range map[string]string{
+		"not yaml":    "kind: Secret\n  bad: [\n",
+		"bad base64":  "apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\ndata:\n  key.v1: '%%%'\n",
+		"data a list": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\ndata: [1, 2]\n",
+	} {
+		if _, err := FindSecret([]byte(stream), "ns", "keys"); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+	for name, stream := range map[string]string{
+		"empty":          "",
+		"comments only":  "# nothing\n",
+		"no kind":        "metadata:\n  name: keys\n",
+		"CRLF":           strings.ReplaceAll(deployment, "\n", "\r\n"),
+		"other kinds":    deployment,
+		"scalar doc":     "just a string\n",
+		"list not items": "apiVersion: v1\nkind: List\nitems: 3\n",
+	} {
+		if r, err := FindSecret([]byte(stream), "ns", "keys"); err != nil || r != nil {
+			t.Errorf("%s: got %v %v, want no Secret and no error", name, r, err)
+		}
+	}
+}
+
+func TestRefusalNamesEverythingButKeys(t *testing.T) {
+	rendered, _ := FindSecret([]byte(secretDoc("keys", true, map[string]string{"key.v1": k2, "active": "v1"})), "ns", "keys")
+	r := &Refusal{Release: "app", Namespace: "ns", Secret: "keys", Where: PostRenderer, Findings: Check(rendered, live(map[string]string{"key.v1": k1, "key.v2": k2, "active": "v2"}, nil), now)}
+	msg := r.Error()
+	for _, want := range []string{`release "app"`, "ns/keys", "v1", "v2", "Probable cause:", "--reuse-values", "rotate-key upgrade"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the refusal must name %q:\n%s", want, msg)
+		}
+	}
+	for _, key := range []string{k1, k2, b64(k1), b64(k2)} {
+		if strings.Contains(msg, key) {
+			t.Fatal("the refusal contains key material")
+		}
+	}
+}
+
+func FuzzFindSecret(f *testing.F) {
+	f.Add([]byte(secretDoc("keys", true, map[string]string{"key.v1": k1, "active": "v1"})))
+	f.Add([]byte(deployment + "---\n" + secretDoc("keys", false, map[string]string{"v1": k1})))
+	f.Add([]byte("apiVersion: v1\nkind: List\nitems:\n- kind: Secret\n  metadata: {name: keys}\n  stringData: {active: v1}\n"))
+	f.Add([]byte("---\n# c\r\n---\n"))
+	l := live(map[string]string{"key.v1": k1, "key.v2": k2, "active": "v2"}, nil)
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		rendered, err := FindSecret(stream, "ns", "keys")
+		if err != nil {
+			return
+		}
+		findings := Check(rendered, l, now)
+		_ = CheckOffline(rendered)
+		if rendered == nil && len(findings) == 0 {
+			t.Fatal("a stream without the Secret must be refused when the live Secret exists")
+		}
+		msg := (&Refusal{Release: "app", Namespace: "ns", Secret: "keys", Findings: findings}).Error()
+		if strings.Contains(msg, k1) || strings.Contains(msg, k2) {
+			t.Fatal("key material in a refusal")
+		}
+	})
+}

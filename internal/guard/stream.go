@@ -1,0 +1,112 @@
+// Package guard decides whether what Helm is about to apply keeps a release's keyring Secret intact: the Secret is
+// still rendered, keeps the keep policy, and keeps every live key version with its bytes and the live `active` —
+// except exactly the change a rotation in progress expects next. It is pure: the post-renderer, the hook Job and
+// `rotate-key upgrade` read the live Secret and hand it in; nothing here talks to the API server or prints key
+// bytes.
+package guard
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+
+	"sigs.k8s.io/kustomize/kyaml/kio"
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+// Rendered is the keyring Secret as a render would apply it.
+type Rendered struct {
+	Data        map[string][]byte
+	Annotations map[string]string
+}
+
+// FindSecret parses a rendered manifest stream and returns the Secret named name in namespace (a document without
+// a namespace is the release's), nil when the stream does not render it. A stream that is not YAML, or that
+// renders the Secret twice, is an error: Helm would fail or apply one of them arbitrarily.
+func FindSecret(stream []byte, namespace, name string) (*Rendered, error) {
+	nodes, err := (&kio.ByteReader{Reader: bytes.NewReader(stream), OmitReaderAnnotations: true}).Read()
+	if err != nil {
+		return nil, fmt.Errorf("the rendered manifests are not valid YAML: %w", err)
+	}
+	var found *Rendered
+	count := 0
+	var visit func(n *yaml.RNode) error
+	visit = func(n *yaml.RNode) error {
+		if n == nil || n.YNode().Kind != yaml.MappingNode {
+			return nil
+		}
+		kind := n.GetKind()
+		if kind == "List" || kind == "SecretList" {
+			items, err := n.Pipe(yaml.Lookup("items"))
+			if err != nil || items == nil {
+				return nil
+			}
+			elems, err := items.Elements()
+			if err != nil {
+				return nil
+			}
+			for _, e := range elems {
+				if err := visit(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if kind != "Secret" || n.GetName() != name {
+			return nil
+		}
+		if ns := n.GetNamespace(); ns != "" && ns != namespace {
+			return nil
+		}
+		r, err := decodeSecret(n)
+		if err != nil {
+			return err
+		}
+		count++
+		found = r
+		return nil
+	}
+	for _, n := range nodes {
+		if err := visit(n); err != nil {
+			return nil, err
+		}
+	}
+	if count > 1 {
+		return nil, fmt.Errorf("the rendered manifests hold Secret %s/%s %d times: Helm would apply only one of them", namespace, name, count)
+	}
+	return found, nil
+}
+
+// decodeSecret reads data (base64) and stringData (plain, winning over data as the API server does).
+func decodeSecret(n *yaml.RNode) (*Rendered, error) {
+	r := &Rendered{Data: map[string][]byte{}, Annotations: n.GetAnnotations()}
+	data, err := n.GetFieldValue("data")
+	if err == nil && data != nil {
+		m, ok := data.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("Secret %s: data is not a map", n.GetName())
+		}
+		for k, v := range m {
+			s, ok := v.(string)
+			if !ok {
+				return nil, fmt.Errorf("Secret %s: data.%s is not a base64 string", n.GetName(), k)
+			}
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				return nil, fmt.Errorf("Secret %s: data.%s is not valid base64", n.GetName(), k)
+			}
+			r.Data[k] = b
+		}
+	}
+	stringData, err := n.GetFieldValue("stringData")
+	if err == nil && stringData != nil {
+		m, ok := stringData.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("Secret %s: stringData is not a map", n.GetName())
+		}
+		for k, v := range m {
+			r.Data[k] = []byte(fmt.Sprint(v))
+		}
+	}
+	return r, nil
+}
