@@ -210,7 +210,7 @@ func TestPlainUpgradeRequestsRotation(t *testing.T) {
 func ownWrite(s *corev1.Secret) string {
 	for _, m := range s.ManagedFields {
 		if m.Manager == "helm-rotate-key" {
-			return m.Time.String() + " " + string(m.FieldsV1.Raw)
+			return m.Time.String() + " " + m.FieldsV1.GetRawString()
 		}
 	}
 	return "none"
