@@ -84,16 +84,16 @@ func decodeSecret(n *yaml.RNode) (*Rendered, error) {
 	if err == nil && data != nil {
 		m, ok := data.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("Secret %s: data is not a map", n.GetName())
+			return nil, fmt.Errorf("the Secret %s: data is not a map", n.GetName())
 		}
 		for k, v := range m {
 			s, ok := v.(string)
 			if !ok {
-				return nil, fmt.Errorf("Secret %s: data.%s is not a base64 string", n.GetName(), k)
+				return nil, fmt.Errorf("the Secret %s: data.%s is not a base64 string", n.GetName(), k)
 			}
 			b, err := base64.StdEncoding.DecodeString(s)
 			if err != nil {
-				return nil, fmt.Errorf("Secret %s: data.%s is not valid base64", n.GetName(), k)
+				return nil, fmt.Errorf("the Secret %s: data.%s is not valid base64", n.GetName(), k)
 			}
 			r.Data[k] = b
 		}
@@ -102,7 +102,7 @@ func decodeSecret(n *yaml.RNode) (*Rendered, error) {
 	if err == nil && stringData != nil {
 		m, ok := stringData.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("Secret %s: stringData is not a map", n.GetName())
+			return nil, fmt.Errorf("the Secret %s: stringData is not a map", n.GetName())
 		}
 		for k, v := range m {
 			r.Data[k] = []byte(fmt.Sprint(v))
