@@ -71,7 +71,6 @@ func TestGuardPassesStreamsThroughByteForByte(t *testing.T) {
 		"helm4 with filename annotations": "---\n# Source: app/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations:\n    postrenderer.helm.sh/postrender-filename: app/templates/a.yaml\ndata: {x: \"1\"}\n---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: hook\n  annotations:\n    helm.sh/hook: pre-upgrade\n",
 		"crlf and comments":               "# top\r\napiVersion: v1\r\nkind: Secret\r\nmetadata: {name: s}\r\ndata:\r\n  key.v1: YWJj # inline\r\n",
 		"kind List":                       "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a}\n",
-		"empty":                           "",
 		"no trailing newline":             "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}",
 	}
 	for name, in := range streams {
@@ -82,9 +81,17 @@ func TestGuardPassesStreamsThroughByteForByte(t *testing.T) {
 			}
 		})
 	}
-	_, stderr, code := execute(t, "a: [\n", nil, "guard", "--release", "app")
+	_, stderr, code := execute(t, "a: [\n", nil, "guard", "--release", "app", "--offline")
 	if code != int(exitcode.Refused) || !strings.Contains(stderr, `guard refused release "app"`) {
 		t.Fatalf("invalid YAML: exit %d, %q", code, stderr)
+	}
+	out, stderr, code := execute(t, "", nil, "guard", "--release", "app", "--offline")
+	if code != int(exitcode.Refused) || out != "" || !strings.Contains(stderr, "received no manifests") {
+		t.Fatalf("empty input must be refused: exit %d, %q", code, stderr)
+	}
+	_, stderr, code = execute(t, "kind: ConfigMap\n", nil, "guard", "--offline")
+	if code != int(exitcode.Usage) || !strings.Contains(stderr, "--post-renderer-args --release=NAME") {
+		t.Fatalf("no release: exit %d, %q", code, stderr)
 	}
 }
 

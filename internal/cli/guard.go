@@ -1,64 +1,163 @@
 package cli
 
 import (
-	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/kustomize/kyaml/kio"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
+	"github.com/tracebloc/helm-rotate-key/internal/guard"
 	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
 )
 
 // GuardOptions are the flags of `rotate-key guard`, the post-renderer. Helm tells a post-renderer nothing about
-// the release, so the release (and, on Helm 4, the namespace and context) come as --post-renderer-args.
+// the release, so the release, namespace and context come as --post-renderer-args.
 type GuardOptions struct {
 	Release string
+	Secret  string
 	Offline bool
 
-	settings *helmenv.Settings
-	streams  Streams
+	namespace string
+	settings  *helmenv.Settings
+	streams   Streams
+	getenv    func(string) string
+	// tty opens the operator's terminal (/dev/tty), where the Helm 4 plugin writes a refusal Helm would swallow.
+	tty func() (io.WriteCloser, error)
 }
 
 const guardLong = `guard is a Helm post-renderer: it reads the rendered manifests on stdin and writes them back
-byte for byte on stdout when they keep the release's keyring Secret intact, or exits non-zero so that Helm applies
-nothing. It never writes empty output for non-empty input.
+byte for byte on stdout when they keep the release's keyring Secret intact, or exits 6 so that Helm applies
+nothing. It reads the live Secret (one GET, never a LIST) and refuses a render that:
+  - lacks the Secret (e.g. --reset-values, or --set without --reuse-values, turned off the values rendering it),
+  - removes a key version the live Secret has, changes a key's bytes, or sets active to something else —
+    except exactly the step a rotation in progress expects (promote after the rollout, retire after the TTL),
+  - drops the helm.sh/resource-policy: keep annotation.
+A first install (no live Secret) passes. It fails closed when the Secret cannot be read; --offline checks only
+what the stream alone proves. Empty input is refused (Helm would apply nothing and delete everything).
 
   Helm 3:  put bin/rotate-key-guard on PATH, then
-           helm upgrade R CHART --post-renderer rotate-key-guard --post-renderer-args --release=R
-  Helm 4:  helm rotate-key install-guard, then
-           helm upgrade R CHART --post-renderer rotate-key-guard --post-renderer-args --release=R
+           helm upgrade R CHART --post-renderer rotate-key-guard --post-renderer-args --release=R \
+             --post-renderer-args --namespace=NS
+  Helm 4:  helm rotate-key install-guard, then the same command line
+  Either:  helm rotate-key upgrade R CHART [helm upgrade flags]   (wires all of this in)`
 
-The comparison with the live keyring Secret arrives with the upgrade guard (docs/design.md); this build checks
-that the stream is valid YAML and passes it through unchanged.`
-
-func newGuardCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
-	o := &GuardOptions{settings: settings, streams: streams}
+func newGuardCommand(streams Streams, settings *helmenv.Settings, getenv func(string) string) *cobra.Command {
+	o := &GuardOptions{settings: settings, streams: streams, getenv: getenv, tty: openTTY}
 	cmd := &cobra.Command{
 		Use:   "guard",
 		Short: "Post-renderer: pass a release's manifests through only if they keep its keyring Secret intact",
 		Long:  guardLong,
 		Args:  usageArgs(cobra.NoArgs),
-		RunE: func(*cobra.Command, []string) error {
-			return o.Run()
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.Run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVar(&o.Release, "release", "", "name of the release being rendered (Helm does not tell a post-renderer)")
+	cmd.Flags().StringVar(&o.Secret, "secret", "", "name of the keyring Secret (default: the Secret carrying rotate-key's annotations in the stream, else RELEASE"+DefaultSecretSuffix+")")
 	cmd.Flags().BoolVar(&o.Offline, "offline", false, "check only what the stream itself proves; do not read the live Secret")
 	return cmd
 }
 
+func openTTY() (io.WriteCloser, error) { return os.OpenFile("/dev/tty", os.O_WRONLY, 0) }
+
 // Run reads the whole stream, checks it, and writes the original bytes back.
-func (o *GuardOptions) Run() error {
+func (o *GuardOptions) Run(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	in, err := io.ReadAll(o.streams.In)
 	if err != nil {
 		return fmt.Errorf("guard: reading the rendered manifests from stdin: %w", err)
 	}
-	if _, err := (&kio.ByteReader{Reader: bytes.NewReader(in), OmitReaderAnnotations: true}).Read(); err != nil {
-		return exitcode.Withf(exitcode.Refused, "guard refused release %q: the rendered manifests are not valid YAML (%v); nothing was applied", o.Release, err)
+	if err := o.check(ctx, in); err != nil {
+		o.tellTerminal(err)
+		return err
 	}
 	_, err = o.streams.Out.Write(in)
 	return err
+}
+
+func (o *GuardOptions) check(ctx context.Context, in []byte) error {
+	if o.Release == "" {
+		return exitcode.Withf(exitcode.Usage, "guard needs the release name, which Helm does not pass to a post-renderer: add --post-renderer-args --release=NAME (and --post-renderer-args --namespace=NS)")
+	}
+	o.namespace = o.settings.ResolveNamespace()
+	if len(in) == 0 {
+		return exitcode.Withf(exitcode.Refused, "rotate-key guard refused release %q: the post-renderer received no manifests, and Helm would apply an empty release (deleting every object it manages); nothing was applied", o.Release)
+	}
+	secretName := o.Secret
+	if secretName == "" {
+		secretName = guard.SecretNameHint(in)
+	}
+	if secretName == "" {
+		secretName = o.Release + DefaultSecretSuffix
+	}
+	refuse := func(findings []guard.Finding) error {
+		return exitcode.With(exitcode.Refused, &guard.Refusal{Release: o.Release, Namespace: o.namespace, Secret: secretName, Where: guard.PostRenderer, Findings: findings})
+	}
+	rendered, err := guard.FindSecret(in, o.namespace, secretName)
+	if err != nil {
+		return exitcode.Withf(exitcode.Refused, "rotate-key guard refused release %q: %v; nothing was applied", o.Release, err)
+	}
+	if o.Offline {
+		if f := guard.CheckOffline(rendered); len(f) > 0 {
+			return refuse(f)
+		}
+		return nil
+	}
+	target, err := connectKeyring(o.settings, o.namespace, secretName)
+	if err != nil {
+		return o.failClosed(secretName, err)
+	}
+	secret, err := target.Secret(ctx)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil // a first install: nothing to protect yet
+	case err != nil:
+		return o.failClosed(secretName, err)
+	}
+	now, err := target.Now(ctx)
+	if err != nil {
+		return o.failClosed(secretName, err)
+	}
+	findings := guard.Check(rendered, &guard.Live{Data: secret.Data, Annotations: secret.Annotations}, now)
+	if len(findings) == 0 {
+		return nil
+	}
+	refusal := refuse(findings)
+	target.Instance = "guard"
+	target.Event(ctx, secret, corev1.EventTypeWarning, "UpgradeRefused", truncate(refusal.Error(), 1000))
+	return refusal
+}
+
+// failClosed refuses when the live Secret cannot be read: an unchecked upgrade could drop keys.
+func (o *GuardOptions) failClosed(secret string, err error) error {
+	return exitcode.Withf(exitcode.Refused, "rotate-key guard refused release %q: cannot read keyring Secret %s/%s to compare (%v), and an unchecked upgrade could drop keys; nothing was applied. Check access (kubectl auth can-i get secret/%s -n %s) and pass --post-renderer-args --namespace=NS --post-renderer-args --kube-context=CTX if Helm's differ from the defaults, or add --post-renderer-args --offline to check only the stream",
+		o.Release, o.namespace, secret, err, secret, o.namespace)
+}
+
+// tellTerminal writes a refusal to the operator's terminal when the guard runs as the Helm 4 plugin: Helm 4 does
+// not show a post-renderer's stderr, only that it failed. Helm 3 shows stderr in its error, so nothing is added.
+func (o *GuardOptions) tellTerminal(err error) {
+	if o.getenv("HELM_PLUGIN_NAME") != GuardExecutable {
+		return
+	}
+	tty, ttyErr := o.tty()
+	if ttyErr != nil {
+		return // no terminal (CI): the Event on the Secret and the exit code remain
+	}
+	defer tty.Close()
+	fmt.Fprintf(tty, "\n%v\n\n", err)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
 }

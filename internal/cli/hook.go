@@ -89,7 +89,7 @@ func newHookCommand(streams Streams, settings *helmenv.Settings, getenv func(str
 		},
 	}
 	cron.addFlags(cronCmd)
-	hook.AddCommand(stepCmd, cronCmd)
+	hook.AddCommand(stepCmd, cronCmd, newHookGuardCommand(streams, settings))
 	return hook
 }
 

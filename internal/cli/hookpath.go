@@ -11,6 +11,7 @@ import (
 	"time"
 
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	rspb "helm.sh/helm/v4/pkg/release/v1"
 
 	"github.com/tracebloc/helm-rotate-key/charts"
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
@@ -138,22 +139,31 @@ func (o *RunOptions) hookChart(obs *observation) (string, func(), error) {
 	if o.Chart != "" {
 		return o.Chart, func() {}, nil
 	}
-	lib, err := release.LoadLibrary(charts.Library, charts.LibraryName)
-	if err != nil {
-		return "", nil, fmt.Errorf("loading the embedded rotate-key library chart: %w", err)
-	}
-	c, err := release.Rebuild(obs.record, lib)
-	if err != nil {
-		return "", nil, exitcode.With(exitcode.Usage, err)
-	}
 	dir, err := os.MkdirTemp("", "rotate-key-chart-")
 	if err != nil {
 		return "", nil, err
 	}
 	cleanup := func() { _ = os.RemoveAll(dir) }
-	if _, err := chartutil.Save(c, dir); err != nil {
+	ref, err := saveRebuilt(obs.record, dir)
+	if err != nil {
 		cleanup()
-		return "", nil, fmt.Errorf("writing the release's stored chart: %w", err)
+		return "", nil, err
 	}
-	return filepath.Join(dir, release.ChartFileName(c)), cleanup, nil
+	return ref, cleanup, nil
+}
+
+// saveRebuilt writes rel's stored chart, with the embedded library put back, as an archive in dir.
+func saveRebuilt(rel *rspb.Release, dir string) (string, error) {
+	lib, err := release.LoadLibrary(charts.Library, charts.LibraryName)
+	if err != nil {
+		return "", fmt.Errorf("loading the embedded rotate-key library chart: %w", err)
+	}
+	c, err := release.Rebuild(rel, lib)
+	if err != nil {
+		return "", exitcode.With(exitcode.Usage, err)
+	}
+	if _, err := chartutil.Save(c, dir); err != nil {
+		return "", fmt.Errorf("writing the release's stored chart: %w", err)
+	}
+	return filepath.Join(dir, release.ChartFileName(c)), nil
 }

@@ -76,9 +76,11 @@ func NewRootCommand(streams Streams, getenv func(string) string) *cobra.Command 
 		newPlanCommand(streams, &settings),
 		newRemindCommand(streams, &settings),
 		newStatusCommand(streams, &settings),
-		newGuardCommand(streams, &settings),
+		newGuardCommand(streams, &settings, getenv),
 		newInstallGuardCommand(streams, &settings, getenv),
 		newHookCommand(streams, &settings, getenv),
+		newUpgradeCommand(streams, &settings),
+		newRollbackCommand(streams, &settings),
 	)
 	return root
 }

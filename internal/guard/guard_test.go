@@ -162,3 +162,30 @@ func FuzzFindSecret(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckDescribed(t *testing.T) {
+	l := live(map[string]string{"key.v1": k1, "key.v2": k2, "active": "v2"}, nil)
+	same := Described{Present: true, Keep: true, Active: "v2", Versions: map[string]string{"key.v1": Fingerprint([]byte(k1)), "key.v2": Fingerprint([]byte(k2))}}
+	parsed, err := ParseDescribed(same.String())
+	if err != nil || parsed.String() != same.String() {
+		t.Fatalf("round trip: %v %q", err, parsed.String())
+	}
+	if f := CheckDescribed(parsed, l, now); len(f) != 0 {
+		t.Fatalf("the live keyring described must pass: %v", rules(f))
+	}
+	old := Described{Present: true, Keep: true, Active: "v1", Versions: map[string]string{"key.v1": Fingerprint([]byte(k1))}}
+	if got := rules(CheckDescribed(old, l, now)); got != "version-dropped,active-changed" {
+		t.Fatalf("a pre-rotation revision: got %q", got)
+	}
+	if got := rules(CheckDescribed(Described{}, l, now)); got != "secret-not-rendered" {
+		t.Fatalf("absent: got %q", got)
+	}
+	for _, bad := range []string{"keep", "key.v1=xyz", "key.v1=" + strings.Repeat("g", 16)} {
+		if _, err := ParseDescribed(bad); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+	if strings.Contains(same.String(), k1) || strings.Contains(same.String(), b64(k1)) {
+		t.Fatal("a description holds key material")
+	}
+}

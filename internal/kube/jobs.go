@@ -11,8 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// FailedJobs explains the failed Jobs matching selector (the chart's rotation Jobs): one line per Job, with the
-// last line of its pod's termination message (the rotate-key log line that says why). Best effort: what cannot be
+// FailedJobs explains the failed Jobs matching selector (the chart's rotation Jobs): one entry per Job, with the
+// last lines of its pod's termination message (the rotate-key log lines that say why). Best effort: what cannot be
 // read is left out. The Jobs' output never holds key material.
 func (c *Cluster) FailedJobs(ctx context.Context, selector string) []string {
 	jobs, err := c.Client.BatchV1().Jobs(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
@@ -28,8 +28,8 @@ func (c *Cluster) FailedJobs(ctx context.Context, selector string) []string {
 		pods, err := c.Client.CoreV1().Pods(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + job.Name})
 		if err == nil {
 			for _, p := range pods.Items {
-				if msg := lastLine(terminationMessage(&p)); msg != "" {
-					line += ": " + msg
+				if msg := lastLines(terminationMessage(&p), 8); msg != "" {
+					line += ":\n    " + strings.ReplaceAll(msg, "\n", "\n    ")
 				}
 			}
 		}
@@ -63,7 +63,10 @@ func terminationMessage(p *corev1.Pod) string {
 	return ""
 }
 
-func lastLine(s string) string {
+func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }

@@ -64,6 +64,11 @@ func (c *Cluster) Secret(ctx context.Context, name string) (*corev1.Secret, erro
 // driver Helm is configured with ($HELM_DRIVER: "secret" by default, or "configmap"). It lists by Helm's labels
 // in this namespace only.
 func (c *Cluster) ReleaseRecord(ctx context.Context, driver, release string) ([]byte, error) {
+	return c.ReleaseRevision(ctx, driver, release, 0)
+}
+
+// ReleaseRevision reads the storage record of one revision of a release (0: the newest).
+func (c *Cluster) ReleaseRevision(ctx context.Context, driver, release string, revision int) ([]byte, error) {
 	opts := metav1.ListOptions{LabelSelector: "owner=helm,name=" + release}
 	type record struct {
 		version int
@@ -95,12 +100,18 @@ func (c *Cluster) ReleaseRecord(ctx context.Context, driver, release string) ([]
 	newest := -1
 	var data []byte
 	for _, r := range records {
+		if revision > 0 && r.version == revision {
+			return r.data, nil
+		}
 		if r.version > newest {
 			newest, data = r.version, r.data
 		}
 	}
 	if newest < 0 {
 		return nil, fmt.Errorf("release %q not found in namespace %q: check the name and namespace with `helm list -n %s`", release, c.Namespace, c.Namespace)
+	}
+	if revision > 0 {
+		return nil, fmt.Errorf("release %q has no revision %d in namespace %q (helm history %s -n %s lists them)", release, revision, c.Namespace, release, c.Namespace)
 	}
 	return data, nil
 }

@@ -57,7 +57,7 @@ func FindRotationHooks(rel *rspb.Release) (RotationHooks, bool) {
 			continue
 		}
 		name, ok := job.Metadata.Annotations[HookStepAnnotation]
-		if !ok {
+		if !ok || strings.HasPrefix(name, "guard-") { // the guard's hooks protect upgrades; they rotate nothing
 			continue
 		}
 		steps = append(steps, step{hook.Weight, name})

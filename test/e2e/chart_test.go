@@ -61,7 +61,7 @@ func TestHookJobFailureIsResumable(t *testing.T) {
 	}
 	hold(600)
 	out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes")
-	if exitCode(err) != 1 || !strings.Contains(out, "resumes where it stopped") || !strings.Contains(out, "Job app-rotate-key-2-rollout failed: ") {
+	if exitCode(err) != 1 || !strings.Contains(out, "resumes where it stopped") || !strings.Contains(out, "Job app-rotate-key-2-rollout failed:\n    ") {
 		t.Fatalf("a hook rotation whose rollout Job times out must fail with a resumable state: exit %d\n%s", exitCode(err), out)
 	}
 	keys, active, st := secretState(t, ns)

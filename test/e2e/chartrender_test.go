@@ -2,15 +2,18 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/tracebloc/helm-rotate-key/internal/guard"
 	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
@@ -33,7 +36,8 @@ func chartCases() []chartCase {
 		{"env-only-consumer", []string{"--set-json", `rotate-key.consumers=[{"kind":"Deployment","name":"{{ .Release.Name }}-jobs-manager"}]`}},
 		{"volume-only-consumer", []string{"--set-json", `rotate-key.consumers=[{"kind":"Deployment","name":"{{ .Release.Name }}-requests-proxy"}]`}},
 		{"scheduled-with-request", []string{"--set", "rotate-key.schedule.enabled=true", "--set", "rotate-key.rotation.request=2026q4", "--set", "tokenTtlSeconds=3600"}},
-		{"hooks-off", []string{"--set", "rotate-key.rotation.hooks=false"}},
+		{"hooks-off", []string{"--set", "rotate-key.rotation.hooks=false", "--set", "rotate-key.guard.hooks=false"}},
+		{"admission-policy", []string{"--set", "rotate-key.admissionPolicy.enabled=true", "--set-json", `rotate-key.admissionPolicy.exemptGroups=["platform-operators"]`}},
 	}
 }
 
@@ -79,6 +83,8 @@ func renderExample(t *testing.T, h *testcluster.Helm, ns string, args ...string)
 // It also drops blank lines that end a document (before a `---` line and at the end of the render): Helm 4
 // ends every manifest it split out of a template file with an empty line, Helm 3 does not. A blank line before a
 // document separator carries no YAML content, so this hides no difference in the objects.
+var fingerprintPattern = regexp.MustCompile(`\b(key\.)?v[0-9]+=[0-9a-f]{16}\b`)
+
 func normalizeRender(render string) (string, []string, error) {
 	trimBlankTail := func(lines []string) []string {
 		for len(lines) > 0 && strings.TrimSpace(lines[len(lines)-1]) == "" {
@@ -105,6 +111,25 @@ func normalizeRender(render string) (string, []string, error) {
 		}
 	}
 	normalized := strings.Join(lines, "\n") + "\n"
+	// The guard hooks describe each generated key by its fingerprint: it must be the fingerprint of the key the
+	// same render put in the Secret (computed once per render), and is then normalized like the key.
+	fingerprints := map[string]bool{}
+	for _, v := range replaced {
+		if b, err := base64.StdEncoding.DecodeString(v); err == nil {
+			fingerprints[guard.Fingerprint(b)] = true
+		}
+	}
+	var mismatch error
+	normalized = fingerprintPattern.ReplaceAllStringFunc(normalized, func(m string) string {
+		name, fp, _ := strings.Cut(m, "=")
+		if !fingerprints[fp] {
+			mismatch = fmt.Errorf("the guard hook describes %s by a fingerprint of no key in the rendered Secret", name)
+		}
+		return name + "=<fingerprint>"
+	})
+	if mismatch != nil {
+		return "", nil, mismatch
+	}
 	for _, v := range replaced {
 		if strings.Contains(normalized, v) {
 			return "", nil, errors.New("generated key data is still in the normalized render")

@@ -98,7 +98,7 @@ func TestGuardRoundTrip(t *testing.T) {
 			before, rvBefore := liveObjects(t, ns, "app")
 
 			out, err := h.Run(ctx, "-n", ns, "upgrade", "app", exampleChart(), "--reuse-values",
-				"--post-renderer", "rotate-key-guard", "--post-renderer-args", "--release=app")
+				"--post-renderer", "rotate-key-guard", "--post-renderer-args", "--release=app", "--post-renderer-args", "--namespace="+ns)
 			if err != nil {
 				t.Fatalf("upgrade through the guard: %v\n%s", err, out)
 			}

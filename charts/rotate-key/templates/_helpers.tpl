@@ -86,7 +86,7 @@ spec:
         - {{ . | quote }}
         {{- end }}
         - "--secret"
-        - {{ include "rotate-key.secretName" $ | quote }}
+        - {{ .secretName | default (include "rotate-key.secretName" $) | quote }}
         - "--namespace"
         - {{ $.Release.Namespace | quote }}
       env:
@@ -121,7 +121,7 @@ spec:
 
 {{- /* Everything the library renders, in one include. */ -}}
 {{- define "rotate-key.all" -}}
-{{- range $t := list "rotate-key.keyring" "rotate-key.rbac" "rotate-key.hooks" "rotate-key.cronjob" }}
+{{- range $t := list "rotate-key.keyring" "rotate-key.rbac" "rotate-key.hooks" "rotate-key.guardHooks" "rotate-key.cronjob" "rotate-key.admissionPolicy" }}
 {{- with include $t $ | trim }}
 ---
 {{ . }}

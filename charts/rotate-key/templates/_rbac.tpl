@@ -1,11 +1,11 @@
 {{- /*
 The Jobs' identity, least privilege, namespaced: get/update/patch on the keyring Secret by name, get/patch on the
 named consumer workloads by name, list/watch pods (the rollout check; list cannot be limited by name), create
-Events. Nothing cluster-wide. Rendered only when the hook Jobs or the CronJob are.
+Events. Nothing cluster-wide. Rendered when any rotate-key Job is (rotation hooks, guard hooks, CronJob).
 */ -}}
 {{- define "rotate-key.rbac" -}}
 {{- $v := index .Values "rotate-key" -}}
-{{- if or $v.rotation.hooks $v.schedule.enabled -}}
+{{- if or $v.rotation.hooks $v.schedule.enabled $v.guard.hooks -}}
 {{- $sa := include "rotate-key.serviceAccountName" . -}}
 {{- $byKind := dict -}}
 {{- range $v.consumers -}}

@@ -142,7 +142,7 @@ func runDemo(ctx context.Context, c *testcluster.Cluster, h3, h4 *testcluster.He
 		cmd{h4, []string{"-n", ns, "rotate-key", "plan", "demo"}, 0},
 		cmd{h4, []string{"-n", ns, "rotate-key", "demo", "--yes"}, 3},
 		cmd{h3, []string{"-n", ns, "rotate-key", "status", "demo"}, 0},
-		cmd{h4, []string{"-n", ns, "upgrade", "demo", chart, "--reuse-values", "--post-renderer", "rotate-key-guard", "--post-renderer-args", "--release=demo", "--wait"}, 0},
+		cmd{h4, []string{"-n", ns, "rotate-key", "upgrade", "demo", chart, "--reuse-values", "--wait"}, 0},
 	); err != nil {
 		return err
 	}

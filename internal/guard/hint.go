@@ -1,0 +1,28 @@
+package guard
+
+import (
+	"bytes"
+
+	"sigs.k8s.io/kustomize/kyaml/kio"
+)
+
+// ConfigAnnotation is one of the configuration annotations the rotate-key library puts on the keyring Secret: a
+// rendered Secret carrying it is the keyring.
+const ConfigAnnotation = "rotate-key.tracebloc.io/ttl-seconds"
+
+// SecretNameHint returns the name of the Secret in the stream that carries the rotate-key library's annotations,
+// or "" (not rendered, or not a library chart). Parse errors are left to FindSecret.
+func SecretNameHint(stream []byte) string {
+	nodes, err := (&kio.ByteReader{Reader: bytes.NewReader(stream), OmitReaderAnnotations: true}).Read()
+	if err != nil {
+		return ""
+	}
+	for _, n := range nodes {
+		if n.GetKind() == "Secret" {
+			if _, ok := n.GetAnnotations()[ConfigAnnotation]; ok {
+				return n.GetName()
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,340 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
+)
+
+// The guard matrix charts: V renders the keyring Secret from values (and only when keys is set), L renders it
+// with the rotate-key library (lookup). Both render the library's guard hooks and carry the runner placement in
+// their defaults, so --reset-values does not move the Jobs off the runner node.
+func guardChart(name string) string {
+	return filepath.Join(cluster.Root, "test", "e2e", "testdata", "charts", "guard-"+name)
+}
+
+// keyringDigest is a digest of the keyring Secret's data (names and bytes) and keep policy: equal digests mean a
+// byte-identical keyring, and the digest itself reveals nothing.
+func keyringDigest(t *testing.T, ns string) string {
+	t.Helper()
+	s, err := cluster.Client.CoreV1().Secrets(ns).Get(context.Background(), "app-requests-proxy-admin", metav1.GetOptions{})
+	if err != nil {
+		return "absent"
+	}
+	names := make([]string, 0, len(s.Data))
+	for k := range s.Data {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, k := range names {
+		fmt.Fprintf(h, "%s=%x;", k, s.Data[k])
+	}
+	fmt.Fprintf(h, "keep=%s", s.Annotations["helm.sh/resource-policy"])
+	return strings.Join(names, ",") + "@" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// appState is the application object's content (the unrelated change) for the matrix.
+func appState(t *testing.T, ns string) (setting, revision string) {
+	t.Helper()
+	cm, err := cluster.Client.CoreV1().ConfigMaps(ns).Get(context.Background(), "app-settings", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cm.Data["setting"], cm.Data["revision"]
+}
+
+type matrixRow struct {
+	helm, layer, chart, flags, expected, got string
+}
+
+// TestGuardMatrix runs every upgrade the guard must tell apart, on Helm 3 and Helm 4, through each layer of the
+// guard (the post-renderer via `helm rotate-key upgrade`, the chart's pre-upgrade hook Job, both), on chart V and
+// chart L: the upgrades that keep the keyring succeed with an unrelated change applied and the Secret
+// byte-identical; the ones that would skip it are refused on V before any object changed, and succeed on L.
+// Then, on L after a rotation: an unrelated upgrade during the TTL wait keeps both keys, `helm rollback` to the
+// pre-rotation revision is refused by the hook, and `helm rotate-key rollback` to it restores the application
+// while the keyring stays byte-identical. On V after a rotation, the values chart is caught with the way out.
+func TestGuardMatrix(t *testing.T) {
+	var mu sync.Mutex
+	var rows []matrixRow
+	record := func(r matrixRow) {
+		mu.Lock()
+		rows = append(rows, r)
+		mu.Unlock()
+	}
+	t.Run("cases", func(t *testing.T) {
+		for _, major := range helmMajors() {
+			t.Run(fmt.Sprintf("helm%d", major), func(t *testing.T) {
+				t.Parallel()
+				h := newHelm(t, major)
+				for _, layer := range []string{"post-renderer", "hook", "both"} {
+					for _, chart := range []string{"values", "lookup"} {
+						guardCase(t, h, layer, chart, record)
+					}
+				}
+			})
+		}
+	})
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].helm < rows[j].helm })
+	var b strings.Builder
+	failed := 0
+	for _, r := range rows {
+		mark := "ok"
+		if r.got != r.expected {
+			mark, failed = "MISMATCH", failed+1
+		}
+		fmt.Fprintf(&b, "  %-6s %-13s %-6s %-34s expected %-9s got %-9s %s\n", r.helm, r.layer, r.chart, r.flags, r.expected, r.got, mark)
+	}
+	t.Logf("guard matrix, %d cells:\n%s", len(rows), b.String())
+	if failed > 0 || len(rows) == 0 {
+		t.Fatalf("%d of %d cells differ from their expected outcome", failed, len(rows))
+	}
+}
+
+func guardCase(t *testing.T, h *testcluster.Helm, layer, chart string, record func(matrixRow)) {
+	ctx := context.Background()
+	ns := namespace(t, fmt.Sprintf("gm%d-%s-%s", h.Major, layer[:4], chart[:1]), nil)
+	hooks := layer != "post-renderer"
+	install := []string{"-n", ns, "install", "app", guardChart(chart), "--set", fmt.Sprintf("rotate-key.guard.hooks=%v", hooks)}
+	if chart == "values" {
+		k, err := keyring.Encoding{Kind: keyring.Alphanumeric, Length: 64}.Generate(randReader{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		install = append(install, "--set-json", fmt.Sprintf(`keys={"key.v1":%q}`, k))
+	}
+	if out, err := h.Run(ctx, install...); err != nil {
+		t.Fatalf("install %s: %v\n%s", chart, err, out)
+	}
+	upgrade := func(flags ...string) (string, error) {
+		args := []string{"-n", ns}
+		if layer == "hook" {
+			args = append(args, "upgrade", "app", guardChart(chart))
+		} else {
+			args = append(args, "rotate-key", "upgrade", "app", guardChart(chart))
+		}
+		return h.Run(ctx, append(args, flags...)...)
+	}
+	keepHooks := []string{"--set", fmt.Sprintf("rotate-key.guard.hooks=%v", hooks)} // what --reset-values would drop
+	cases := []struct {
+		name  string
+		flags []string
+	}{
+		{"none", nil},
+		{"--reuse-values", []string{"--reuse-values", "--set", "setting=reuse"}},
+		{"--reset-then-reuse-values", []string{"--reset-then-reuse-values", "--set", "setting=reset-then-reuse"}},
+		{"--reset-values", append([]string{"--reset-values", "--set", "setting=reset"}, keepHooks...)},
+		{"--set x=y only", append([]string{"--set", "setting=set-only"}, keepHooks...)},
+	}
+	for _, c := range cases {
+		refuse := chart == "values" && (c.name == "--reset-values" || c.name == "--set x=y only")
+		expected := map[bool]string{true: "refused", false: "succeeds"}[refuse]
+		keysBefore := keyringDigest(t, ns)
+		settingBefore, revisionBefore := appState(t, ns)
+		out, err := upgrade(c.flags...)
+		got := map[bool]string{true: "refused", false: "succeeds"}[err != nil]
+		settingAfter, revisionAfter := appState(t, ns)
+		keysAfter := keyringDigest(t, ns)
+		if keysAfter != keysBefore {
+			got += "+KEYS"
+			t.Errorf("helm%d %s %s %s: the keyring changed: %s -> %s\n%s", h.Major, layer, chart, c.name, keysBefore, keysAfter, out)
+		}
+		switch {
+		case err == nil && revisionAfter == revisionBefore:
+			got += "+NOCHANGE"
+			t.Errorf("helm%d %s %s %s: succeeded without applying the unrelated change\n%s", h.Major, layer, chart, c.name, out)
+		case err != nil && (settingAfter != settingBefore || revisionAfter != revisionBefore):
+			got += "+APPLIED"
+			t.Errorf("helm%d %s %s %s: refused, but the application object changed (%s/%s -> %s/%s)\n%s", h.Major, layer, chart, c.name, settingBefore, revisionBefore, settingAfter, revisionAfter, out)
+		case err != nil && got != expected:
+			t.Logf("helm%d %s %s %s: unexpected refusal:\n%s", h.Major, layer, chart, c.name, out)
+		}
+		record(matrixRow{fmt.Sprintf("helm%d", h.Major), layer, chart, c.name, expected, got})
+	}
+	if chart == "values" {
+		valuesAfterRotation(t, h, ns, layer, record)
+		return
+	}
+	rollbackAfterRotation(t, h, ns, layer, record)
+}
+
+// rotateLocally takes the release's keyring to the TTL wait (v2 active, v1 kept) from this machine.
+func rotateLocally(t *testing.T, h *testcluster.Helm, ns string) {
+	t.Helper()
+	if out, err := h.Run(context.Background(), "-n", ns, "rotate-key", "app", "--local", "--yes"); exitCode(err) != 3 {
+		t.Fatalf("rotation to the TTL wait: %v\n%s", err, out)
+	}
+}
+
+// valuesAfterRotation: chart V renders key.v1 and active v1 from its values after a rotation added v2 — the guard
+// refuses with the way out (render from the live Secret), on every layer.
+func valuesAfterRotation(t *testing.T, h *testcluster.Helm, ns, layer string, record func(matrixRow)) {
+	ctx := context.Background()
+	rotateLocally(t, h, ns)
+	before := keyringDigest(t, ns)
+	args := []string{"-n", ns, "rotate-key", "upgrade", "app", guardChart("values"), "--reuse-values"}
+	if layer == "hook" {
+		args = []string{"-n", ns, "upgrade", "app", guardChart("values"), "--reuse-values"}
+	}
+	out, err := h.Run(ctx, args...)
+	got := map[bool]string{true: "refused", false: "succeeds"}[err != nil]
+	if keyringDigest(t, ns) != before {
+		got += "+KEYS"
+	}
+	events, _ := cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=app-requests-proxy-admin,reason=UpgradeRefused"})
+	explained := false
+	for _, e := range events.Items {
+		if strings.Contains(e.Message, "docs/MIGRATIONS.md") && strings.Contains(e.Message, "version-dropped") {
+			explained = true
+		}
+	}
+	if err != nil && !explained {
+		got += "+NOEVENT"
+		t.Errorf("helm%d %s: the refusal of a values chart after a rotation must be recorded with the way out (MIGRATIONS.md)\n%s", h.Major, layer, out)
+	}
+	record(matrixRow{fmt.Sprintf("helm%d", h.Major), layer, "values", "after a rotation, --reuse-values", "refused", got})
+}
+
+// rollbackAfterRotation: on chart L after a rotation, an unrelated upgrade keeps both keys; helm rollback to the
+// pre-rotation revision is refused by the pre-rollback hook (layers with it); helm rotate-key rollback restores
+// the application and keeps the keyring.
+func rollbackAfterRotation(t *testing.T, h *testcluster.Helm, ns, layer string, record func(matrixRow)) {
+	ctx := context.Background()
+	rotateLocally(t, h, ns)
+	helmName := fmt.Sprintf("helm%d", h.Major)
+	rotated := keyringDigest(t, ns)
+	if !strings.HasPrefix(rotated, "active,key.v1,key.v2@") {
+		t.Fatalf("after the rotation: %s", rotated)
+	}
+	out, err := h.Run(ctx, "-n", ns, "rotate-key", "upgrade", "app", guardChart("lookup"), "--reuse-values", "--set", "setting=during-ttl")
+	got := map[bool]string{true: "refused", false: "succeeds"}[err != nil]
+	if keyringDigest(t, ns) != rotated {
+		got += "+KEYS"
+	}
+	if setting, _ := appState(t, ns); err == nil && setting != "during-ttl" {
+		got += "+NOCHANGE"
+	}
+	if err != nil {
+		t.Logf("upgrade during the TTL wait:\n%s", out)
+	}
+	record(matrixRow{helmName, layer, "lookup", "during the TTL wait, --reuse-values", "succeeds", got})
+
+	if layer != "post-renderer" { // post-renderers never run on helm rollback: that is what the hook layer is for
+		out, err = h.Run(ctx, "-n", ns, "rollback", "app", "1")
+		got = map[bool]string{true: "refused", false: "succeeds"}[err != nil]
+		if keyringDigest(t, ns) != rotated {
+			got += "+KEYS"
+		}
+		if err == nil {
+			t.Logf("helm rollback to revision 1 was not refused:\n%s", out)
+		}
+		record(matrixRow{helmName, layer, "lookup", "helm rollback 1 (pre-rotation)", "refused", got})
+	}
+
+	out, err = h.Run(ctx, "-n", ns, "rotate-key", "rollback", "app", "1")
+	got = map[bool]string{true: "refused", false: "succeeds"}[err != nil]
+	if keyringDigest(t, ns) != rotated {
+		got += "+KEYS"
+	}
+	if setting, _ := appState(t, ns); setting != "initial" {
+		got += "+APP:" + setting
+	}
+	if err != nil {
+		t.Logf("rotate-key rollback:\n%s", out)
+	}
+	record(matrixRow{helmName, layer, "lookup", "helm rotate-key rollback 1", "succeeds", got})
+}
+
+// TestGuardRefusalReachesTheOperator: Helm 4 does not show a post-renderer's stderr, so the guard writes its
+// refusal to the terminal (asserted under a pseudo-terminal) and records an Event on the Secret; Helm 3 shows the
+// guard's stderr in its own error. No key byte appears in any of them.
+func TestGuardRefusalReachesTheOperator(t *testing.T) {
+	ctx := context.Background()
+	for _, major := range helmMajors() {
+		h := newHelm(t, major)
+		ns := namespace(t, fmt.Sprintf("refusal-h%d", major), nil)
+		k, err := keyring.Encoding{Kind: keyring.Alphanumeric, Length: 64}.Generate(randReader{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := h.Run(ctx, "-n", ns, "install", "app", guardChart("values"), "--set-json", fmt.Sprintf(`keys={"key.v1":%q}`, k)); err != nil {
+			t.Fatalf("install: %v\n%s", err, out)
+		}
+		args := []string{"-n", ns, "upgrade", "app", guardChart("values"), "--set", "setting=x",
+			"--post-renderer", "rotate-key-guard", "--post-renderer-args", "--release=app", "--post-renderer-args", "--namespace=" + ns}
+		var out string
+		var code int
+		if major == 4 {
+			cmd := exec.Command(h.Bin, args...)
+			cmd.Env = h.Env
+			out, code = runPTY(t, cmd)
+		} else {
+			var err error
+			out, err = h.Run(ctx, args...)
+			code = exitCode(err)
+		}
+		if code == 0 || !strings.Contains(out, `rotate-key guard (post-renderer) refused the upgrade of release "app"`) || !strings.Contains(out, "secret-not-rendered") {
+			t.Fatalf("helm%d: the refusal must reach the operator (exit %d):\n%s", major, code, out)
+		}
+		events, err := cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=app-requests-proxy-admin,reason=UpgradeRefused"})
+		if err != nil || len(events.Items) == 0 {
+			t.Fatalf("helm%d: no UpgradeRefused Event: %v", major, err)
+		}
+		for _, text := range []string{out, events.Items[0].Message} {
+			for _, enc := range []string{string(k), base64.StdEncoding.EncodeToString(k), hex.EncodeToString(k)} {
+				if strings.Contains(text, enc) {
+					t.Fatalf("helm%d: key material in the refusal", major)
+				}
+			}
+		}
+		t.Logf("helm%d: exit %d; the operator saw %q; Event UpgradeRefused recorded", major, code, firstLine(out, "rotate-key guard"))
+	}
+}
+
+// runPTY runs cmd on a pseudo-terminal and returns everything it wrote there and its exit code.
+func runPTY(t *testing.T, cmd *exec.Cmd) (string, int) {
+	t.Helper()
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(&out, tty)
+	}()
+	err = cmd.Wait()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	return out.String(), exitCode(err)
+}
+
+func firstLine(text, containing string) string {
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, containing) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
