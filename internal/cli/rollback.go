@@ -8,10 +8,12 @@ import (
 	"strconv"
 
 	"github.com/spf13/cobra"
+	rspb "helm.sh/helm/v4/pkg/release/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
+	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/release"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -80,6 +82,9 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	if o.Revision < 1 || o.Revision >= latest.Version {
 		return exitcode.Withf(exitcode.Usage, "release %s is at revision %d: roll back to one of 1..%d", o.Release, latest.Version, latest.Version-1)
 	}
+	if err := o.recoverPendingRollback(ctx, target, latest); err != nil {
+		return err
+	}
 	data, err := target.ReleaseRevision(ctx, o.settings.Driver, o.Release, o.Revision)
 	if err != nil {
 		return err
@@ -127,4 +132,37 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		return err
 	}
 	return runHelm(ctx, o.settings, o.streams, append(args, guardArgs...))
+}
+
+// recoverPendingRollback handles the state a refused `helm rollback` leaves: Helm creates the rollback's revision
+// as pending-rollback before the pre-rollback hook runs and leaves it there when the hook fails, and then refuses
+// every upgrade ("another operation is in progress"). A rollback to the last deployed revision — the state the
+// cluster is in, checked by that revision's own guard hook — supersedes it without changing any object.
+func (o *RollbackOptions) recoverPendingRollback(ctx context.Context, target *kube.Keyring, latest *rspb.Release) error {
+	if latest.Info == nil || latest.Info.Status != "pending-rollback" {
+		return nil
+	}
+	for rev := latest.Version - 1; rev >= 1; rev-- {
+		data, err := target.ReleaseRevision(ctx, o.settings.Driver, o.Release, rev)
+		if err != nil {
+			return err
+		}
+		rel, err := release.Decode(data)
+		if err != nil {
+			return err
+		}
+		if rel.Info == nil || rel.Info.Status != "deployed" {
+			continue
+		}
+		fmt.Fprintf(o.streams.ErrOut, "Release %s revision %d is stuck in pending-rollback (a helm rollback its guard hook refused); clearing it with a rollback to the deployed revision %d, which changes no object\n", o.Release, latest.Version, rev)
+		args := []string{"rollback", o.Release, strconv.Itoa(rev), "--namespace", o.namespace}
+		if o.settings.KubeContext != "" {
+			args = append(args, "--kube-context", o.settings.KubeContext)
+		}
+		if o.settings.KubeConfig != "" {
+			args = append(args, "--kubeconfig", o.settings.KubeConfig)
+		}
+		return runHelm(ctx, o.settings, o.streams, args)
+	}
+	return fmt.Errorf("release %s is stuck in pending-rollback at revision %d and has no deployed revision to return to: see helm history %s", o.Release, latest.Version, o.Release)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"helm.sh/helm/v4/pkg/chart/loader/archive"
+	"helm.sh/helm/v4/pkg/chart/common"
 	chart "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	rspb "helm.sh/helm/v4/pkg/release/v1"
@@ -119,6 +120,15 @@ func Rebuild(rel *rspb.Release, lib *chart.Chart) (*chart.Chart, error) {
 		}
 	}
 	c.SetDependencies(lib)
+	// chartutil.Save writes values.yaml from the chart's raw files, which the release record does not keep either:
+	// without this the saved chart would lose its default values.
+	if !slices.ContainsFunc(c.Raw, func(f *common.File) bool { return f.Name == "values.yaml" }) && len(c.Values) > 0 {
+		data, err := yaml.Marshal(c.Values)
+		if err != nil {
+			return nil, fmt.Errorf("release %s's chart values: %w", rel.Name, err)
+		}
+		c.Raw = append(slices.Clone(c.Raw), &common.File{Name: "values.yaml", Data: data})
+	}
 	return &c, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
 	rspb "helm.sh/helm/v4/pkg/release/v1"
 
 	"github.com/tracebloc/helm-rotate-key/charts"
@@ -53,9 +55,23 @@ func TestRebuildPutsTheLibraryBack(t *testing.T) {
 	stored := func(deps ...*chart.Dependency) *rspb.Release {
 		return &rspb.Release{Name: "app", Chart: &chart.Chart{Metadata: &chart.Metadata{Name: "example-app", Version: "0.1.0", APIVersion: "v2", Dependencies: deps}}}
 	}
-	c, err := Rebuild(stored(&chart.Dependency{Name: "rotate-key", Version: "0.1.x"}), lib)
+	withValues := stored(&chart.Dependency{Name: "rotate-key", Version: "0.1.x"})
+	withValues.Chart.Values = map[string]any{"setting": "initial", "rotate-key": map[string]any{"rotation": map[string]any{"hooks": false}}}
+	c, err := Rebuild(withValues, lib)
 	if err != nil || len(c.Dependencies()) != 1 || c.Dependencies()[0].Name() != "rotate-key" {
 		t.Fatalf("rebuild: %v", err)
+	}
+	dir := t.TempDir()
+	path, err := chartutil.Save(c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := loader.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if saved.Values["setting"] != "initial" || len(saved.Dependencies()) != 1 {
+		t.Fatalf("the saved chart must keep the stored default values and the library: values %v, %d dependencies", saved.Values, len(saved.Dependencies()))
 	}
 	for name, rel := range map[string]*rspb.Release{
 		"another dependency": stored(&chart.Dependency{Name: "rotate-key"}, &chart.Dependency{Name: "redis", Version: "19.x"}),

@@ -148,8 +148,12 @@ func guardCase(t *testing.T, h *testcluster.Helm, layer, chart string, record fu
 		expected := map[bool]string{true: "refused", false: "succeeds"}[refuse]
 		keysBefore := keyringDigest(t, ns)
 		settingBefore, revisionBefore := appState(t, ns)
+		eventsBefore := refusals(t, ns)
 		out, err := upgrade(c.flags...)
 		got := map[bool]string{true: "refused", false: "succeeds"}[err != nil]
+		if err != nil && refusals(t, ns) == eventsBefore && !strings.Contains(out, "refused before anything ran") {
+			got += "(not by the guard)" // a refusal must come from the guard, not from anything else that fails
+		}
 		settingAfter, revisionAfter := appState(t, ns)
 		keysAfter := keyringDigest(t, ns)
 		if keysAfter != keysBefore {
@@ -173,6 +177,21 @@ func guardCase(t *testing.T, h *testcluster.Helm, layer, chart string, record fu
 		return
 	}
 	rollbackAfterRotation(t, h, ns, layer, record)
+}
+
+// refusals counts the guard's UpgradeRefused Events on the keyring Secret (the post-renderer and the hook Jobs
+// record one per refusal).
+func refusals(t *testing.T, ns string) int {
+	t.Helper()
+	events, err := cluster.Client.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=app-requests-proxy-admin,reason=UpgradeRefused"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range events.Items {
+		n += max(int(e.Count), 1)
+	}
+	return n
 }
 
 // rotateLocally takes the release's keyring to the TTL wait (v2 active, v1 kept) from this machine.
@@ -237,8 +256,12 @@ func rollbackAfterRotation(t *testing.T, h *testcluster.Helm, ns, layer string, 
 	record(matrixRow{helmName, layer, "lookup", "during the TTL wait, --reuse-values", "succeeds", got})
 
 	if layer != "post-renderer" { // post-renderers never run on helm rollback: that is what the hook layer is for
+		before := refusals(t, ns)
 		out, err = h.Run(ctx, "-n", ns, "rollback", "app", "1")
 		got = map[bool]string{true: "refused", false: "succeeds"}[err != nil]
+		if err != nil && refusals(t, ns) == before {
+			got += "(not by the guard)"
+		}
 		if keyringDigest(t, ns) != rotated {
 			got += "+KEYS"
 		}
