@@ -133,6 +133,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	logs := filepath.Join(dir, "logs")
 	cm, err := startProcess("kube-controller-manager", tools.ControllerManager, logs,
 		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+		// As kubeadm does: each controller acts as its own ServiceAccount (e.g. namespace-controller), so admission
+		// policies and RBAC see the identities a real cluster has.
+		"--use-service-account-credentials=true",
 		"--service-account-private-key-file="+filepath.Join(c.CertDir, "sa-signer.key"),
 		"--root-ca-file="+filepath.Join(c.CertDir, "apiserver.crt"),
 		// nodeipam, attachdetach and ttl need cloud or kubelet pieces this cluster does not have; nodelifecycle

@@ -3,13 +3,14 @@ The API-server layer of the guard (opt-in; cluster-scoped, so a cluster admin in
 ValidatingAdmissionPolicy and its binding that deny, on this release's keyring Secret, an UPDATE that removes a key
 version, changes a version's bytes or removes the keep annotation, and any DELETE — unless the request comes from
 the rotation's ServiceAccount (which retires keys), a configured user or group (e.g. the operators who run
-`helm rotate-key --local`), or the namespace controller and garbage collector (so deleting the namespace works).
+`helm rotate-key --local`), or the namespace controller and garbage collector (so deleting the namespace works;
+system:kube-controller-manager covers clusters whose controllers do not use their own ServiceAccounts).
 */ -}}
 {{- define "rotate-key.admissionPolicy" -}}
 {{- $v := index .Values "rotate-key" -}}
 {{- if $v.admissionPolicy.enabled -}}
 {{- $name := printf "rotate-key.%s.%s" .Release.Namespace (include "rotate-key.secretName" .) | trunc 253 -}}
-{{- $users := concat (list (printf "system:serviceaccount:%s:%s" .Release.Namespace (include "rotate-key.serviceAccountName" .)) "system:serviceaccount:kube-system:namespace-controller" "system:serviceaccount:kube-system:generic-garbage-collector") ($v.admissionPolicy.exemptUsers | default list) -}}
+{{- $users := concat (list (printf "system:serviceaccount:%s:%s" .Release.Namespace (include "rotate-key.serviceAccountName" .)) "system:serviceaccount:kube-system:namespace-controller" "system:serviceaccount:kube-system:generic-garbage-collector" "system:kube-controller-manager") ($v.admissionPolicy.exemptUsers | default list) -}}
 {{- $groups := $v.admissionPolicy.exemptGroups | default list -}}
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy

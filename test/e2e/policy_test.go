@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+)
+
+// TestAdmissionPolicy installs the example chart with the opt-in ValidatingAdmissionPolicy and proves each of its
+// promises against the real API server: `helm template | kubectl apply` (fresh keys) and a client update that
+// drops a key are denied, as is deleting the Secret; the rotation ServiceAccount's writes pass (a rotation and
+// the retirement through the hook Jobs); deleting the namespace still completes.
+func TestAdmissionPolicy(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHelm(t, 4)
+	ns := namespace(t, "policy", nil)
+	if out, err := installExample(ctx, h, ns, "app", "--set", "tokenTtlSeconds=60", "--set", "rotate-key.admissionPolicy.enabled=true", "--wait", "--timeout", "2m"); err != nil {
+		t.Fatalf("install with the admission policy: %v\n%s", err, out)
+	}
+	// The policy is enforced once the API server has loaded it: wait until a denied DELETE proves it.
+	var deleteErr error
+	_ = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		deleteErr = cluster.Client.CoreV1().Secrets(ns).Delete(ctx, "app-requests-proxy-admin", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		return deleteErr != nil, nil
+	})
+	if deleteErr == nil || !apierrors.IsForbidden(deleteErr) && !apierrors.IsInvalid(deleteErr) || !strings.Contains(deleteErr.Error(), "may not be") {
+		t.Fatalf("deleting the keyring Secret must be denied: %v", deleteErr)
+	}
+
+	// The rotation ServiceAccount's writes pass: steps 1-4 through the hook Jobs.
+	if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes"); exitCode(err) != 3 {
+		t.Fatalf("rotation through the hook Jobs under the policy: %v\n%s", err, out)
+	}
+
+	// A client update that drops a key version.
+	s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := s.DeepCopy()
+	delete(dropped.Data, "key.v1")
+	_, updateErr := cluster.Client.CoreV1().Secrets(ns).Update(ctx, dropped, metav1.UpdateOptions{})
+	if updateErr == nil || !strings.Contains(updateErr.Error(), "removes a key version") || !strings.Contains(updateErr.Error(), "helm rotate-key app") {
+		t.Fatalf("an update that drops key.v1 must be denied with the way out: %v", updateErr)
+	}
+	noKeep := s.DeepCopy()
+	delete(noKeep.Annotations, "helm.sh/resource-policy")
+	if _, err := cluster.Client.CoreV1().Secrets(ns).Update(ctx, noKeep, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), "keep annotation") {
+		t.Fatalf("an update that drops the keep annotation must be denied: %v", err)
+	}
+
+	// helm template renders fresh keys (lookup returns nothing): kubectl apply of it must be denied.
+	rendered, _, err := h.RunSplit(ctx, "template", "app", exampleChart(), "--namespace", ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretDoc := ""
+	for _, doc := range strings.Split(rendered, "\n---") {
+		if strings.Contains(doc, "\nkind: Secret\n") {
+			secretDoc = doc // only the keyring: the other objects would change the release behind Helm's back
+		}
+	}
+	manifest := filepath.Join(t.TempDir(), "rendered-secret.yaml")
+	if err := os.WriteFile(manifest, []byte(secretDoc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	apply := exec.Command(cluster.Tools.Kubectl, "--kubeconfig", cluster.Kubeconfig, "-n", ns, "apply", "-f", manifest)
+	applyOut, applyErr := apply.CombinedOutput()
+	if applyErr == nil || !strings.Contains(string(applyOut), "removes a key version") {
+		t.Fatalf("helm template | kubectl apply must be denied for the keyring Secret (exit %d):\n%s", exitCode(applyErr), redactKeys(string(applyOut)))
+	}
+	after, _, _ := secretState(t, ns)
+	if fmt.Sprint(after) != "[key.v1 key.v2]" {
+		t.Fatalf("the keyring changed under the policy: %v", after)
+	}
+
+	// The retirement by the rotation ServiceAccount passes (the TTL made due, as the passing of time would).
+	retireDue(t, ns)
+	if out, err := h.Run(ctx, "-n", ns, "upgrade", "app", exampleChart(), "--reuse-values"); err != nil {
+		t.Fatalf("the retirement through the hook Jobs under the policy: %v\n%s", err, out)
+	}
+	keys, active, st := secretState(t, ns)
+	if fmt.Sprint(keys) != "[key.v2]" || active != "v2" || st.Phase != rotation.Idle {
+		t.Fatalf("after the retirement: keys %v active %s phase %s", keys, active, st.Phase)
+	}
+
+	// Deleting the namespace completes: the namespace controller is exempt.
+	began := time.Now()
+	if err := cluster.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := cluster.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		t.Fatalf("deleting the namespace did not complete under the policy: %v", err)
+	}
+	t.Logf("policy: DELETE, a dropped key, a dropped keep annotation and helm template | kubectl apply denied; rotation and retirement by the ServiceAccount passed; namespace deleted in %s", time.Since(began).Round(time.Second))
+}
+
+// redactKeys removes data lines from kubectl's output before it is printed.
+func redactKeys(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "key.v") {
+			l = "<line with key data removed>"
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestGuardFailsClosed: the post-renderer refuses, with what to do, when it cannot read the live Secret (API
+// server unreachable, or reading it forbidden), and --offline checks the stream alone.
+func TestGuardFailsClosed(t *testing.T) {
+	ctx := context.Background()
+	h := newHelm(t, 3)
+	ns := namespace(t, "failclosed", nil)
+	if out, err := installExample(ctx, h, ns, "app"); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	stream, _, err := h.RunSplit(ctx, "template", "app", exampleChart(), "--namespace", ns, "--kube-version", cluster.Tools.Versions["K8S_VERSION"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(t.TempDir(), "dead.kubeconfig")
+	if err := os.WriteFile(dead, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {token: x}}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, string, int) {
+		cmd := exec.Command(cluster.Binary, append([]string{"guard", "--release=app", "--namespace=" + ns}, args...)...)
+		cmd.Stdin = strings.NewReader(stream)
+		var out, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &stderr
+		err := cmd.Run()
+		return out.String(), stderr.String(), exitCode(err)
+	}
+	for name, args := range map[string][]string{
+		"unreachable": {"--kubeconfig", dead},
+		"forbidden":   {"--kubeconfig", cluster.Kubeconfig, "--kube-as-user", "nobody"},
+	} {
+		out, stderr, code := run(args...)
+		if code != 6 || out != "" || !strings.Contains(stderr, "cannot read keyring Secret") || !strings.Contains(stderr, "--offline") {
+			t.Fatalf("%s: want exit 6, no output and a message naming the way out; got exit %d, %d bytes out:\n%s", name, code, len(out), stderr)
+		}
+	}
+	out, stderr, code := run("--kubeconfig", dead, "--offline")
+	if code != 0 || out != stream {
+		t.Fatalf("--offline must pass the stream through unchanged: exit %d\n%s", code, stderr)
+	}
+	t.Logf("guard: unreachable API server and forbidden read refused with exit 6 and no output; --offline passed %d bytes through unchanged", len(stream))
+}
