@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,5 +169,21 @@ func TestInstallGuardDecisions(t *testing.T) {
 				t.Fatalf("want refusal containing %q, got %v (exit %d)", tt.wantErr, err, exitcode.Of(err))
 			}
 		})
+	}
+}
+
+// A 10 MB stream of 20,000 documents with the keyring Secret in the middle: passed through byte for byte.
+func TestGuardTenMegabyteStream(t *testing.T) {
+	var b strings.Builder
+	for i := 0; b.Len() < 10<<20; i++ {
+		if i == 10000 {
+			b.WriteString("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-requests-proxy-admin\n  annotations:\n    helm.sh/resource-policy: keep\ndata:\n  key.v1: YUIzZEU1Z0g3aks5bU4xcFEzc1Q1dlg3ekE5Y0UxZ0kza001b1E3c1U5d1kxYUMzZUc1aUs3bU85cVMxdVcz\n  active: djE=\n")
+		}
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-%d\ndata:\n  payload: %q\n", i, strings.Repeat("x", 400))
+	}
+	in := b.String()
+	out, stderr, code := execute(t, in, nil, "guard", "--release", "app", "--offline")
+	if code != 0 || out != in {
+		t.Fatalf("exit %d, %d of %d bytes back: %s", code, len(out), len(in), stderr)
 	}
 }

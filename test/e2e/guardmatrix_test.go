@@ -133,6 +133,8 @@ func guardCase(t *testing.T, h *testcluster.Helm, layer, chart string, record fu
 		return h.Run(ctx, append(args, flags...)...)
 	}
 	keepHooks := []string{"--set", fmt.Sprintf("rotate-key.guard.hooks=%v", hooks)} // what --reset-values would drop
+	var outputs []string
+	defer func() { assertNoKeyInOutputs(t, ns, outputs) }()
 	cases := []struct {
 		name  string
 		flags []string
@@ -150,6 +152,7 @@ func guardCase(t *testing.T, h *testcluster.Helm, layer, chart string, record fu
 		settingBefore, revisionBefore := appState(t, ns)
 		eventsBefore := refusals(t, ns)
 		out, err := upgrade(c.flags...)
+		outputs = append(outputs, out)
 		got := map[bool]string{true: "refused", false: "succeeds"}[err != nil]
 		if err != nil && refusals(t, ns) == eventsBefore && !strings.Contains(out, "refused before anything ran") {
 			got += "(not by the guard)" // a refusal must come from the guard, not from anything else that fails
@@ -177,6 +180,44 @@ func guardCase(t *testing.T, h *testcluster.Helm, layer, chart string, record fu
 		return
 	}
 	rollbackAfterRotation(t, h, ns, layer, record)
+}
+
+// assertNoKeyInOutputs scans the commands' outputs, every rotate-key Job's log and every Event in ns for each
+// key version the keyring Secret holds now (raw, base64, hex).
+func assertNoKeyInOutputs(t *testing.T, ns string, outputs []string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
+	if err != nil {
+		return
+	}
+	texts := append([]string{}, outputs...)
+	for _, l := range cluster.NamespaceLogs(ns) {
+		texts = append(texts, l)
+	}
+	events, err := cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events.Items {
+		texts = append(texts, e.Message)
+	}
+	all := strings.Join(texts, "\n")
+	checked := 0
+	for name, key := range s.Data {
+		if name == "active" {
+			continue
+		}
+		for _, enc := range []string{string(key), base64.StdEncoding.EncodeToString(key), hex.EncodeToString(key)} {
+			if strings.Contains(all, enc) {
+				t.Fatalf("%s: key %s appears in an output, Job log or Event", ns, name)
+			}
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatalf("%s: no key to scan for", ns)
+	}
 }
 
 // refusals counts the guard's UpgradeRefused Events on the keyring Secret (the post-renderer and the hook Jobs
