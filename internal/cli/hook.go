@@ -57,6 +57,8 @@ Each step is a no-op when the rotation is not in the phase it acts on, so every 
 failed Job is resumed by the next upgrade. "cron" (the chart's optional CronJob) runs every step: it starts a
 rotation when one is due and retires an old key when its TTL has passed.
 
+"guard" (the chart's pre-upgrade and pre-rollback hooks) refuses an operation whose keyring Secret would lose keys.
+
 Configuration comes from the keyring Secret's annotations, which the chart writes. Exit code 0 when the step is
 done or not needed (also while the TTL runs), non-zero with a log line saying why otherwise.`
 
