@@ -61,7 +61,8 @@ $(STATICCHECK):                                      ; tools/build-tool.sh stati
 tools: $(TOOL_FILES) ## build (once, then cached) the control plane, kwok, kubectl and both Helm CLIs
 	@echo "tools ready in $(TOOLS)"
 
-lint: $(STATICCHECK) ## go vet + staticcheck
+lint: $(STATICCHECK) ## gofmt + go vet + staticcheck
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt -w needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 

@@ -80,16 +80,10 @@ func (o *RunOptions) runThroughHooks(ctx context.Context, obs *observation, hook
 		return err
 	}
 	defer cleanup()
-	args := []string{"upgrade", o.Release, chartRef, "--namespace", o.namespace, "--reuse-values",
-		"--timeout", (o.Timeout + 5*time.Minute).String(), "--description", u.Description}
+	args := append([]string{"upgrade", o.Release, chartRef, "--reuse-values",
+		"--timeout", (o.Timeout + 5*time.Minute).String(), "--description", u.Description}, o.settings.ClusterFlags(o.namespace)...)
 	if u.Request != "" {
 		args = append(args, "--set", RequestValue+"="+u.Request)
-	}
-	if o.settings.KubeContext != "" {
-		args = append(args, "--kube-context", o.settings.KubeContext)
-	}
-	if o.settings.KubeConfig != "" {
-		args = append(args, "--kubeconfig", o.settings.KubeConfig)
 	}
 	fmt.Fprintf(o.streams.Out, "%s/%s: %s — %s\nRunning: %s\n", o.namespace, o.Secret, u.Decision.Step, u.Decision.Reason, shellQuote(append([]string{o.settings.HelmBin}, args...)))
 	cmd := exec.CommandContext(ctx, o.settings.HelmBin, args...)

@@ -112,14 +112,8 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	if err := os.WriteFile(valuesFile, values, 0o600); err != nil {
 		return err
 	}
-	args := []string{"upgrade", o.Release, chartRef, "--namespace", o.namespace, "--reset-values", "-f", valuesFile,
-		"--description", fmt.Sprintf("rotate-key rollback to revision %d (keyring kept)", o.Revision)}
-	if o.settings.KubeContext != "" {
-		args = append(args, "--kube-context", o.settings.KubeContext)
-	}
-	if o.settings.KubeConfig != "" {
-		args = append(args, "--kubeconfig", o.settings.KubeConfig)
-	}
+	args := append([]string{"upgrade", o.Release, chartRef, "--reset-values", "-f", valuesFile,
+		"--description", fmt.Sprintf("rotate-key rollback to revision %d (keyring kept)", o.Revision)}, o.settings.ClusterFlags(o.namespace)...)
 	// The old values may carry an older rotation request; the current rotation's id keeps the hooks from
 	// starting a rotation nobody asked for.
 	if secret, err := target.Secret(ctx); err == nil {
@@ -155,14 +149,7 @@ func (o *RollbackOptions) recoverPendingRollback(ctx context.Context, target *ku
 			continue
 		}
 		fmt.Fprintf(o.streams.ErrOut, "Release %s revision %d is stuck in pending-rollback (a helm rollback its guard hook refused); clearing it with a rollback to the deployed revision %d, which changes no object\n", o.Release, latest.Version, rev)
-		args := []string{"rollback", o.Release, strconv.Itoa(rev), "--namespace", o.namespace}
-		if o.settings.KubeContext != "" {
-			args = append(args, "--kube-context", o.settings.KubeContext)
-		}
-		if o.settings.KubeConfig != "" {
-			args = append(args, "--kubeconfig", o.settings.KubeConfig)
-		}
-		return runHelm(ctx, o.settings, o.streams, args)
+		return runHelm(ctx, o.settings, o.streams, append([]string{"rollback", o.Release, strconv.Itoa(rev)}, o.settings.ClusterFlags(o.namespace)...))
 	}
 	return fmt.Errorf("release %s is stuck in pending-rollback at revision %d and has no deployed revision to return to: see helm history %s", o.Release, latest.Version, o.Release)
 }

@@ -119,16 +119,7 @@ func (o *UpgradeOptions) Run(ctx context.Context) error {
 	return runHelm(ctx, o.settings, o.streams, args)
 }
 
-func (o *UpgradeOptions) clusterArgs() []string {
-	args := []string{"--namespace", o.namespace}
-	if o.settings.KubeContext != "" {
-		args = append(args, "--kube-context", o.settings.KubeContext)
-	}
-	if o.settings.KubeConfig != "" {
-		args = append(args, "--kubeconfig", o.settings.KubeConfig)
-	}
-	return args
-}
+func (o *UpgradeOptions) clusterArgs() []string { return o.settings.ClusterFlags(o.namespace) }
 
 // checkResetValues renders the upgrade with its flags (a server-side dry run, output kept in memory: it holds
 // the Secret) and refuses up front when the keyring Secret would not be rendered.
@@ -176,13 +167,7 @@ func guardPostRenderer(ctx context.Context, settings *helmenv.Settings, release,
 	if err != nil {
 		return nil, fmt.Errorf("asking %s for its version: %w", settings.HelmBin, err)
 	}
-	pass := []string{"--release=" + release, "--namespace=" + namespace}
-	if settings.KubeContext != "" {
-		pass = append(pass, "--kube-context="+settings.KubeContext)
-	}
-	if settings.KubeConfig != "" {
-		pass = append(pass, "--kubeconfig="+settings.KubeConfig)
-	}
+	pass := append([]string{"--release=" + release}, settings.ClusterFlags(namespace)...)
 	var args []string
 	if strings.HasPrefix(string(version), "v3.") {
 		self, err := os.Executable()

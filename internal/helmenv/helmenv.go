@@ -148,6 +148,19 @@ func (s *Settings) ResolveNamespace() string {
 	return "default"
 }
 
+// ClusterFlags returns the namespace, context and kubeconfig as --flag=value arguments, which helm and rotate-key
+// both read: for a child helm command line, and for the guard's --post-renderer-args.
+func (s *Settings) ClusterFlags(namespace string) []string {
+	flags := []string{"--namespace=" + namespace}
+	if s.KubeContext != "" {
+		flags = append(flags, "--kube-context="+s.KubeContext)
+	}
+	if s.KubeConfig != "" {
+		flags = append(flags, "--kubeconfig="+s.KubeConfig)
+	}
+	return flags
+}
+
 // Environ returns these settings as the HELM_* variables Helm would set, for running $HELM_BIN as a child with the
 // same namespace, context and credentials.
 func (s *Settings) Environ() []string {

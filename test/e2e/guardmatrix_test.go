@@ -6,16 +6,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/creack/pty"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
@@ -348,7 +345,7 @@ func TestGuardRefusalReachesTheOperator(t *testing.T) {
 		if major == 4 {
 			cmd := exec.Command(h.Bin, args...)
 			cmd.Env = h.Env
-			out, code = runPTY(t, cmd)
+			out, code = runPTY(t, cmd, "", "")
 		} else {
 			var err error
 			out, err = h.Run(ctx, args...)
@@ -370,28 +367,6 @@ func TestGuardRefusalReachesTheOperator(t *testing.T) {
 		}
 		t.Logf("helm%d: exit %d; the operator saw %q; Event UpgradeRefused recorded", major, code, firstLine(out, "rotate-key guard"))
 	}
-}
-
-// runPTY runs cmd on a pseudo-terminal and returns everything it wrote there and its exit code.
-func runPTY(t *testing.T, cmd *exec.Cmd) (string, int) {
-	t.Helper()
-	tty, err := pty.Start(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tty.Close()
-	var out strings.Builder
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = io.Copy(&out, tty)
-	}()
-	err = cmd.Wait()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-	}
-	return out.String(), exitCode(err)
 }
 
 func firstLine(text, containing string) string {

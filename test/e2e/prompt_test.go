@@ -6,6 +6,7 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,23 +17,33 @@ import (
 // runOnTerminal runs rotate-key under a pseudo-terminal, answers its prompt, and returns the output and exit code.
 func runOnTerminal(t *testing.T, answer string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(cluster.Binary, args...)
+	return runPTY(t, exec.Command(cluster.Binary, args...), "Proceed? [y/N]", answer)
+}
+
+// runPTY runs cmd on a pseudo-terminal (its controlling terminal, /dev/tty), answers once when prompt appears
+// (prompt "" answers nothing), and returns everything written to the terminal and the exit code.
+func runPTY(t *testing.T, cmd *exec.Cmd, prompt, answer string) (string, int) {
+	t.Helper()
 	tty, err := pty.Start(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tty.Close()
+	var mu sync.Mutex
 	var out strings.Builder
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		r := bufio.NewReader(tty)
 		buf := make([]byte, 1024)
-		answered := false
+		answered := prompt == ""
 		for {
 			n, err := r.Read(buf)
+			mu.Lock()
 			out.Write(buf[:n])
-			if !answered && strings.Contains(out.String(), "Proceed? [y/N]") {
+			seen := out.String()
+			mu.Unlock()
+			if !answered && strings.Contains(seen, prompt) {
 				_, _ = io.WriteString(tty, answer+"\n")
 				answered = true
 			}
@@ -46,6 +57,8 @@ func runOnTerminal(t *testing.T, answer string, args ...string) (string, int) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	return out.String(), exitCode(err)
 }
 

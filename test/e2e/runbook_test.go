@@ -182,4 +182,3 @@ func runRunbookPass(t *testing.T, pass string, blocks []docBlock, ran map[int]bo
 	}
 	t.Logf("%s: %d blocks run on Helm %d; the keyring went v1 -> v2 (%s)", pass, count, h.Major, keyring.DataKeys(s.Data))
 }
-
