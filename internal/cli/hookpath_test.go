@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -41,5 +42,22 @@ func TestShellQuote(t *testing.T) {
 	want := `helm upgrade --description 'rotate-key: it'\''s v2' --set a=b`
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestUpgradeArguments(t *testing.T) {
+	settings := helmenv.FromEnv(func(string) string { return "" })
+	o := &UpgradeOptions{settings: &settings}
+	if err := o.Complete([]string{"app", "./chart", "-n", "team", "--set", "a=b", "-f", "v.yaml", "--kube-context=prod", "--reuse-values"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.Release != "app" || o.Chart != "./chart" || o.namespace != "team" || settings.KubeContext != "prod" ||
+		strings.Join(o.HelmArgs, " ") != "--set a=b -f v.yaml --reuse-values" {
+		t.Fatalf("got release %q chart %q ns %q context %q helm args %q", o.Release, o.Chart, o.namespace, settings.KubeContext, o.HelmArgs)
+	}
+	for _, args := range [][]string{{"-f", "v.yaml", "app", "./chart"}, {"app"}, {"app", "./chart", "--post-renderer", "x"}, {"app", "./chart", "-n"}} {
+		if err := (&UpgradeOptions{settings: &settings}).Complete(args); err == nil {
+			t.Errorf("%q: want a usage error", args)
+		}
 	}
 }

@@ -86,14 +86,19 @@ func (o *UpgradeOptions) Complete(args []string) error {
 		case "--post-renderer":
 			return exitcode.Withf(exitcode.Usage, "rotate-key upgrade sets the post-renderer itself (the guard); run helm upgrade directly to use another one")
 		}
-		if strings.HasPrefix(a, "-") || len(positional) == 2 {
-			o.HelmArgs = append(o.HelmArgs, a)
+		if len(positional) < 2 {
+			if strings.HasPrefix(a, "-") {
+				// A flag before RELEASE CHART may take the next word as its value: which helm flags do is
+				// helm's business, so the order is fixed instead of guessed.
+				return exitcode.Withf(exitcode.Usage, "usage: rotate-key upgrade RELEASE CHART [helm upgrade flags]: put RELEASE and CHART first (found %q before them)", a)
+			}
+			positional = append(positional, a)
 			continue
 		}
-		positional = append(positional, a)
+		o.HelmArgs = append(o.HelmArgs, a)
 	}
 	if len(positional) != 2 {
-		return exitcode.Withf(exitcode.Usage, "usage: rotate-key upgrade RELEASE CHART [helm upgrade flags] (flags that take a value must use --flag=value)")
+		return exitcode.Withf(exitcode.Usage, "usage: rotate-key upgrade RELEASE CHART [helm upgrade flags]")
 	}
 	o.Release, o.Chart = positional[0], positional[1]
 	o.namespace = o.settings.ResolveNamespace()
