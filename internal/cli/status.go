@@ -28,6 +28,8 @@ type StatusOptions struct {
 	Release string
 	Secret  string
 	Output  string
+	// AllNamespaces prints the fleet: every keyring in the cluster.
+	AllNamespaces bool
 
 	namespace string
 	settings  *helmenv.Settings
@@ -73,17 +75,27 @@ type ConsumerStatus struct {
 func newStatusCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
 	o := &StatusOptions{settings: settings, streams: streams}
 	cmd := &cobra.Command{
-		Use:   "status RELEASE",
-		Short: "Show a release's keyring: key versions and the active one (never key material)",
-		Args:  usageArgs(cobra.ExactArgs(1)),
+		Use:   "status RELEASE | status --all-namespaces",
+		Short: "Show a release's keyring: key versions and the active one (never key material); -A: every keyring",
+		Args:  usageArgs(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Complete(args)
 			if err := o.Validate(); err != nil {
 				return err
 			}
+			if o.AllNamespaces {
+				if len(args) > 0 {
+					return exitcode.Withf(exitcode.Usage, "status --all-namespaces takes no RELEASE")
+				}
+				return o.runFleet(cmd.Context())
+			}
+			if len(args) != 1 {
+				return exitcode.Withf(exitcode.Usage, "status needs a RELEASE, or --all-namespaces (-A) for every keyring")
+			}
+			o.Complete(args)
 			return o.Run(cmd.Context())
 		},
 	}
+	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "every keyring in the cluster (the rotate-key library's label or rotate-key annotations): phase, active version, due dates")
 	cmd.Flags().StringVar(&o.Secret, "secret", "", "name of the keyring Secret (default RELEASE"+DefaultSecretSuffix+")")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd

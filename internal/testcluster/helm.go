@@ -101,3 +101,18 @@ func (h *Helm) RunSplit(ctx context.Context, args ...string) (string, string, er
 	}
 	return stdout.String(), stderr.String(), err
 }
+
+// WriteWrapper writes an executable script at path that runs this Helm with its isolated environment (plugin
+// installed), for a shell or a document test to call as `helm`. Every value is single-quoted: the environment
+// may hold `$` and backslashes (make puts MAKEOVERRIDES=${-*-command-variables-*-} there).
+func (h *Helm) WriteWrapper(path string) error {
+	var b strings.Builder
+	b.WriteString("#!/usr/bin/env bash\nexec env -i")
+	for _, kv := range h.Env {
+		b.WriteString(" " + shellQuote(kv))
+	}
+	b.WriteString(" " + shellQuote(h.Bin) + " \"$@\"\n")
+	return os.WriteFile(path, []byte(b.String()), 0o755)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

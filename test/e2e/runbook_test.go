@@ -126,13 +126,7 @@ func runRunbookPass(t *testing.T, pass string, blocks []docBlock, ran map[int]bo
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var wrapper strings.Builder
-	wrapper.WriteString("#!/usr/bin/env bash\nexec env -i")
-	for _, kv := range h.Env {
-		fmt.Fprintf(&wrapper, " %q", kv)
-	}
-	fmt.Fprintf(&wrapper, " %q \"$@\"\n", h.Bin)
-	if err := os.WriteFile(filepath.Join(bin, "helm"), []byte(wrapper.String()), 0o755); err != nil {
+	if err := h.WriteWrapper(filepath.Join(bin, "helm")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(cluster.Tools.Kubectl, filepath.Join(bin, "kubectl")); err != nil {

@@ -80,18 +80,12 @@ func writeEnvFile(c *testcluster.Cluster, helms ...*testcluster.Helm) (string, e
 		return "", err
 	}
 	for _, h := range helms {
-		var b strings.Builder
-		b.WriteString("#!/usr/bin/env bash\nexec env -i")
-		for _, kv := range h.Env {
-			fmt.Fprintf(&b, " %q", kv)
-		}
-		fmt.Fprintf(&b, " %q \"$@\"\n", h.Bin)
-		if err := os.WriteFile(filepath.Join(bin, fmt.Sprintf("helm%d", h.Major)), []byte(b.String()), 0o755); err != nil {
+		if err := h.WriteWrapper(filepath.Join(bin, fmt.Sprintf("helm%d", h.Major))); err != nil {
 			return "", err
 		}
 	}
 	envFile := filepath.Join(c.Dir, "env.sh")
-	content := fmt.Sprintf("export KUBECONFIG=%q\nexport PATH=%q:\"$PATH\"\n", c.Kubeconfig, bin)
+	content := fmt.Sprintf("export KUBECONFIG='%s'\nexport PATH='%s':\"$PATH\"\n", c.Kubeconfig, bin)
 	return envFile, os.WriteFile(envFile, []byte(content), 0o644)
 }
 
