@@ -26,7 +26,7 @@ TOOL_FILES := \
 	$(TOOLS)/kwok-stages-$(KWOK_VERSION)
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 
-.PHONY: all build install test unit e2e lint tools cluster demo fuzz image clean help
+.PHONY: all build install test unit e2e lint tools cluster demo fuzz image bench clean help
 
 all: build
 
@@ -71,6 +71,9 @@ unit: ## tests that need no cluster
 
 fuzz: ## run every fuzz target FUZZTIME executions each (default 100000x; a count, see scripts/fuzz.sh)
 	./scripts/fuzz.sh $${FUZZTIME:-100000x}
+
+bench: build ## benchmarks against the floor and the alternatives; writes docs/benchmarks.md (not part of make test)
+	$(GO) run ./test/bench --binary $(BIN)/rotate-key --out docs/benchmarks.md
 
 e2e: tools ## tests against the cluster-in-a-box with the real Helm 3 and Helm 4 CLIs
 	$(GO) test -count=1 -timeout 25m ./test/e2e/... $(E2EFLAGS)

@@ -38,7 +38,8 @@ nothing. It reads the live Secret (one GET, never a LIST) and refuses a render t
     except exactly the step a rotation in progress expects (promote after the rollout, retire after the TTL),
   - drops the helm.sh/resource-policy: keep annotation.
 A first install (no live Secret) passes. It fails closed when the Secret cannot be read; --offline checks only
-what the stream alone proves. Empty input is refused (Helm would apply nothing and delete everything).
+what the stream alone proves. Empty input is refused (Helm would apply nothing and delete everything). Only the
+documents that can hold a Secret are parsed (invalid YAML there is refused); Helm parses the rest right after.
 
   Helm 3:  put bin/rotate-key-guard on PATH, then
            helm upgrade R CHART --post-renderer rotate-key-guard --post-renderer-args --release=R \

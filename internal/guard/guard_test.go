@@ -2,6 +2,7 @@ package guard
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -187,5 +188,24 @@ func TestCheckDescribed(t *testing.T) {
 	}
 	if strings.Contains(same.String(), k1) || strings.Contains(same.String(), b64(k1)) {
 		t.Fatal("a description holds key material")
+	}
+}
+
+// Only documents that can hold a Secret are parsed: the keyring is found among thousands of other documents, in
+// any position, and a separator-looking line inside another document cannot hide it.
+func TestCandidatesKeepEverySecret(t *testing.T) {
+	var b strings.Builder
+	for i := 0; i < 3000; i++ {
+		if i == 1777 {
+			b.WriteString("---\n" + secretDoc("keys", true, map[string]string{"key.v1": k1, "active": "v1"}))
+		}
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\ndata:\n  script: |\n    echo start\n    echo ---\n", i)
+	}
+	r, err := FindSecret([]byte(b.String()), "ns", "keys")
+	if err != nil || r == nil || string(r.Data["active"]) != "v1" {
+		t.Fatalf("the keyring among 3000 documents: %v %v", r, err)
+	}
+	if got := len(candidates([]byte(b.String()))); got > 1000 {
+		t.Fatalf("candidates kept %d bytes: the other documents must not be parsed", got)
 	}
 }

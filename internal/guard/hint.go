@@ -13,7 +13,7 @@ const ConfigAnnotation = "rotate-key.tracebloc.io/ttl-seconds"
 // SecretNameHint returns the name of the Secret in the stream that carries the rotate-key library's annotations,
 // or "" (not rendered, or not a library chart). Parse errors are left to FindSecret.
 func SecretNameHint(stream []byte) string {
-	nodes, err := (&kio.ByteReader{Reader: bytes.NewReader(stream), OmitReaderAnnotations: true}).Read()
+	nodes, err := (&kio.ByteReader{Reader: bytes.NewReader(candidates(stream)), OmitReaderAnnotations: true}).Read()
 	if err != nil {
 		return ""
 	}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"regexp"
 
 	"sigs.k8s.io/kustomize/kyaml/kio"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -24,7 +25,7 @@ type Rendered struct {
 // a namespace is the release's), nil when the stream does not render it. A stream that is not YAML, or that
 // renders the Secret twice, is an error: Helm would fail or apply one of them arbitrarily.
 func FindSecret(stream []byte, namespace, name string) (*Rendered, error) {
-	nodes, err := (&kio.ByteReader{Reader: bytes.NewReader(stream), OmitReaderAnnotations: true}).Read()
+	nodes, err := (&kio.ByteReader{Reader: bytes.NewReader(candidates(stream)), OmitReaderAnnotations: true}).Read()
 	if err != nil {
 		return nil, fmt.Errorf("the rendered manifests are not valid YAML: %w", err)
 	}
@@ -75,6 +76,36 @@ func FindSecret(stream []byte, namespace, name string) (*Rendered, error) {
 		return nil, fmt.Errorf("the rendered manifests hold Secret %s/%s %d times: Helm would apply only one of them", namespace, name, count)
 	}
 	return found, nil
+}
+
+// separator matches a YAML document separator line.
+var separator = regexp.MustCompile(`(?m)^---`)
+
+// candidates returns the documents of stream that can hold a Secret (their text mentions "Secret", or they are a
+// List): parsing only those keeps the guard's time and memory near the size of what it checks, not of the whole
+// release. A document is never dropped when it could be the keyring, so this cannot hide one; a split that cuts
+// a document wrongly makes the parse fail, which refuses.
+func candidates(stream []byte) []byte {
+	bounds := separator.FindAllIndex(stream, -1)
+	var out bytes.Buffer
+	start := 0
+	keep := func(doc []byte) {
+		if bytes.Contains(doc, []byte("Secret")) || bytes.Contains(doc, []byte("List")) {
+			if out.Len() > 0 && !bytes.HasPrefix(doc, []byte("---")) {
+				out.WriteString("---\n")
+			}
+			out.Write(doc)
+			if len(doc) > 0 && doc[len(doc)-1] != '\n' {
+				out.WriteByte('\n')
+			}
+		}
+	}
+	for _, b := range bounds {
+		keep(stream[start:b[0]])
+		start = b[0]
+	}
+	keep(stream[start:])
+	return out.Bytes()
 }
 
 // decodeSecret reads data (base64) and stringData (plain, winning over data as the API server does).
