@@ -2,13 +2,10 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"text/tabwriter"
 	"time"
-
-	"sigs.k8s.io/yaml"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
@@ -74,17 +71,7 @@ func (o *StatusOptions) runFleet(ctx context.Context) error {
 		}
 		return entries[i].Secret < entries[j].Secret
 	})
-	switch o.Output {
-	case "json":
-		enc := json.NewEncoder(o.streams.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(entries)
-	case "yaml":
-		b, err := yaml.Marshal(entries)
-		if err != nil {
-			return err
-		}
-		_, err = o.streams.Out.Write(b)
+	if done, err := writeStructured(o.streams.Out, o.Output, entries); done {
 		return err
 	}
 	w := tabwriter.NewWriter(o.streams.Out, 0, 4, 2, ' ', 0)

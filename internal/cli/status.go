@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
@@ -193,18 +194,26 @@ var (
 	versionKey = regexp.MustCompile(`^(key\.)?v[0-9]+$`)
 )
 
-func (o *StatusOptions) print(r StatusReport) error {
-	switch o.Output {
+// writeStructured writes v as JSON or YAML when format names one, and reports whether it did.
+func writeStructured(w io.Writer, format string, v any) (bool, error) {
+	switch format {
 	case "json":
-		enc := json.NewEncoder(o.streams.Out)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return true, enc.Encode(v)
 	case "yaml":
-		b, err := yaml.Marshal(r)
+		b, err := yaml.Marshal(v)
 		if err != nil {
-			return err
+			return true, err
 		}
-		_, err = o.streams.Out.Write(b)
+		_, err = w.Write(b)
+		return true, err
+	}
+	return false, nil
+}
+
+func (o *StatusOptions) print(r StatusReport) error {
+	if done, err := writeStructured(o.streams.Out, o.Output, r); done {
 		return err
 	}
 	w := tabwriter.NewWriter(o.streams.Out, 0, 4, 2, ' ', 0)
