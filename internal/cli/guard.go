@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/guard"
@@ -111,29 +110,16 @@ func (o *GuardOptions) check(ctx context.Context, in []byte) error {
 		}
 		return nil
 	}
-	target, err := connectKeyring(o.settings, o.namespace, secretName)
+	v, err := judgeLive(ctx, o.settings, o.namespace, secretName, func(live *guard.Live, now time.Time) []guard.Finding {
+		return guard.Check(rendered, live, now)
+	})
 	if err != nil {
 		return o.failClosed(secretName, err)
 	}
-	secret, err := target.Secret(ctx)
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil // a first install: nothing to protect yet
-	case err != nil:
-		return o.failClosed(secretName, err)
-	}
-	now, err := target.Now(ctx)
-	if err != nil {
-		return o.failClosed(secretName, err)
-	}
-	findings := guard.Check(rendered, &guard.Live{Data: secret.Data, Annotations: secret.Annotations}, now)
-	if len(findings) == 0 {
+	if len(v.findings) == 0 {
 		return nil
 	}
-	refusal := refuse(findings)
-	target.Instance = "guard"
-	target.Event(ctx, secret, corev1.EventTypeWarning, "UpgradeRefused", truncate(refusal.Error(), 1000))
-	return refusal
+	return v.refuse(ctx, "guard", &guard.Refusal{Release: o.Release, Namespace: o.namespace, Secret: secretName, Where: guard.PostRenderer, Findings: v.findings})
 }
 
 // failClosed refuses when the live Secret cannot be read: an unchecked upgrade could drop keys.
@@ -154,11 +140,4 @@ func (o *GuardOptions) tellTerminal(err error) {
 	}
 	defer tty.Close()
 	fmt.Fprintf(tty, "\n%v\n\n", err)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }

@@ -3,10 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/guard"
@@ -74,34 +73,25 @@ func (o *HookGuardOptions) Run(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	target, err := connectKeyring(o.settings, o.namespace, o.Secret)
+	v, err := judgeLive(ctx, o.settings, o.namespace, o.Secret, func(live *guard.Live, now time.Time) []guard.Finding {
+		return guard.CheckDescribed(o.expect, live, now)
+	})
 	if err != nil {
-		return err
-	}
-	secret, err := target.Secret(ctx)
-	switch {
-	case apierrors.IsNotFound(err):
-		fmt.Fprintf(o.streams.Out, "%s/%s: not found; nothing to protect\n", o.namespace, o.Secret)
-		return nil
-	case err != nil:
 		return fmt.Errorf("rotate-key guard (%s) cannot read keyring Secret %s/%s and refuses, because an unchecked %s could drop keys: %w", o.Where, o.namespace, o.Secret, o.Where, err)
 	}
-	now, err := target.Now(ctx)
-	if err != nil {
-		return err
+	switch {
+	case v.secret == nil:
+		fmt.Fprintf(o.streams.Out, "%s/%s: not found; nothing to protect\n", o.namespace, o.Secret)
+		return nil
+	case len(v.findings) == 0:
+		fmt.Fprintf(o.streams.Out, "%s/%s: the %s keeps every key; allowed\n", o.namespace, o.Secret, o.Where)
+		return nil
 	}
 	where := guard.UpgradeHook
 	if o.Where == "pre-rollback" {
 		where = guard.RollbackHook
 	}
-	findings := guard.CheckDescribed(o.expect, &guard.Live{Data: secret.Data, Annotations: secret.Annotations}, now)
-	if len(findings) == 0 {
-		fmt.Fprintf(o.streams.Out, "%s/%s: the %s keeps every key; allowed\n", o.namespace, o.Secret, o.Where)
-		return nil
-	}
-	refusal := &guard.Refusal{Release: o.Release, Namespace: o.namespace, Secret: o.Secret, Where: where, Findings: findings}
-	target.Instance = "hook guard"
-	target.Event(ctx, secret, corev1.EventTypeWarning, "UpgradeRefused", truncate(refusal.Error(), 1000))
+	refusal := &guard.Refusal{Release: o.Release, Namespace: o.namespace, Secret: o.Secret, Where: where, Findings: v.findings}
 	fmt.Fprintln(o.streams.Out, refusal.Error())
-	return exitcode.With(exitcode.Refused, refusal)
+	return v.refuse(ctx, "hook guard", refusal)
 }

@@ -170,7 +170,7 @@ func (k *Keyring) Event(ctx context.Context, s *corev1.Secret, eventType, reason
 		ObjectMeta:          metav1.ObjectMeta{GenerateName: s.Name + ".", Namespace: s.Namespace},
 		InvolvedObject:      corev1.ObjectReference{Kind: "Secret", APIVersion: "v1", Namespace: s.Namespace, Name: s.Name, UID: s.UID, ResourceVersion: s.ResourceVersion},
 		Reason:              reason,
-		Message:             message,
+		Message:             truncate(message, 1000), // Event messages are meant to be short; a refusal is long
 		Type:                eventType,
 		Source:              corev1.EventSource{Component: FieldManager},
 		ReportingController: "tracebloc.io/helm-rotate-key",
