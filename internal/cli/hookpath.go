@@ -10,9 +10,6 @@ import (
 	"strings"
 	"time"
 
-	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
-	rspb "helm.sh/helm/v4/pkg/release/v1"
-
 	"github.com/tracebloc/helm-rotate-key/charts"
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
@@ -128,7 +125,7 @@ func shellQuote(argv []string) string {
 }
 
 // hookChart is the chart the hook upgrade uses: --chart as given, or the release's stored chart with the library
-// put back, written to a temporary archive.
+// put back, written to a temporary directory.
 func (o *RunOptions) hookChart(obs *observation) (string, func(), error) {
 	if o.Chart != "" {
 		return o.Chart, func() {}, nil
@@ -146,18 +143,24 @@ func (o *RunOptions) hookChart(obs *observation) (string, func(), error) {
 	return ref, cleanup, nil
 }
 
-// saveRebuilt writes rel's stored chart, with the embedded library put back, as an archive in dir.
-func saveRebuilt(rel *rspb.Release, dir string) (string, error) {
-	lib, err := release.LoadLibrary(charts.Library, charts.LibraryName)
-	if err != nil {
-		return "", fmt.Errorf("loading the embedded rotate-key library chart: %w", err)
-	}
-	c, err := release.Rebuild(rel, lib)
+// saveRebuilt writes rel's stored chart, with the embedded library put back, as a chart directory in dir.
+func saveRebuilt(rel *release.Release, dir string) (string, error) {
+	files, err := release.Rebuild(rel, charts.Library, charts.LibraryName)
 	if err != nil {
 		return "", exitcode.With(exitcode.Usage, err)
 	}
-	if _, err := chartutil.Save(c, dir); err != nil {
-		return "", fmt.Errorf("writing the release's stored chart: %w", err)
+	root := filepath.Join(dir, "chart")
+	if name := rel.Chart.Metadata.Name; filepath.IsLocal(name) && filepath.Base(name) == name {
+		root = filepath.Join(dir, name) // the directory name Helm's own tools expect
 	}
-	return filepath.Join(dir, release.ChartFileName(c)), nil
+	for name, data := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return "", fmt.Errorf("writing the release's stored chart: %w", err)
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			return "", fmt.Errorf("writing the release's stored chart: %w", err)
+		}
+	}
+	return root, nil
 }

@@ -14,8 +14,6 @@ import (
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/release"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
-
-	rspb "helm.sh/helm/v4/pkg/release/v1"
 )
 
 // observation is one read of a release's keyring: what status, plan, check and the run's prompt show.
@@ -23,7 +21,7 @@ type observation struct {
 	target  *kube.Keyring
 	release *release.Summary
 	// record is the decoded release (its stored chart and hooks), nil when unreadable.
-	record *rspb.Release
+	record *release.Release
 	// releaseErr says why the release record is unreadable (e.g. no list on Secrets in a hook Job).
 	releaseErr error
 	values     map[string]any

@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/spf13/cobra"
-	rspb "helm.sh/helm/v4/pkg/release/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
@@ -132,7 +131,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 // as pending-rollback before the pre-rollback hook runs and leaves it there when the hook fails, and then refuses
 // every upgrade ("another operation is in progress"). A rollback to the last deployed revision — the state the
 // cluster is in, checked by that revision's own guard hook — supersedes it without changing any object.
-func (o *RollbackOptions) recoverPendingRollback(ctx context.Context, target *kube.Keyring, latest *rspb.Release) error {
+func (o *RollbackOptions) recoverPendingRollback(ctx context.Context, target *kube.Keyring, latest *release.Release) error {
 	if latest.Info == nil || latest.Info.Status != "pending-rollback" {
 		return nil
 	}
