@@ -147,7 +147,7 @@ func (o *HookOptions) Run(ctx context.Context) error {
 	engine := &rotation.Engine{
 		Cluster: obs.target, Config: obs.config, Holder: holder, Actor: holder + " via rotate-key " + version.Get().Version + " (hook " + o.Step + ")",
 		Rand: rand.Reader, Out: o.streams.Out, RolloutTimeout: o.Timeout, Poll: time.Second, NewRotationID: newRotationID,
-		Request: o.Request, Force: o.Request != "", Steps: hookSteps[o.Step],
+		Request: o.Request, Force: o.Request != "", Steps: hookSteps[o.Step], Seen: obs.secret,
 	}
 	start := o.Step == "cron" || o.Request != ""
 	deadline := time.Now().Add(rotation.LeaseDuration + 15*time.Second)

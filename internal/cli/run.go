@@ -210,7 +210,7 @@ func (o *RunOptions) Run(ctx context.Context) error {
 	engine := &rotation.Engine{
 		Cluster: obs.target, Config: obs.config, Holder: holder, Actor: actor(), TakeOver: o.TakeOver, Force: o.Force,
 		HolderAlive: holderAlive, Rand: rand.Reader, Out: o.streams.Out, RolloutTimeout: o.Timeout, Poll: time.Second,
-		NewRotationID: newRotationID,
+		NewRotationID: newRotationID, Seen: obs.secret,
 	}
 	if !o.Yes {
 		if !o.isTerminal() {

@@ -166,14 +166,15 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		if st.TTLUsed > 0 && st.InProgress() {
 			report.TTL, report.TTLSource = st.TTLUsed.String(), "recorded when this rotation's promotion rolled out"
 		}
-		if consumers, err := target.Consumers(ctx, cfg.Consumers); err == nil {
-			value := st.RotationID + "/" + rotation.RolloutName(st.Phase)
-			for _, c := range consumers {
+		value := "" // no rollout to report outside the rollout phases
+		if rotation.RolloutName(st.Phase) != "" {
+			value = st.RotationID + "/" + rotation.RolloutName(st.Phase)
+		}
+		if consumers, rollouts, err := target.Survey(ctx, cfg.Consumers, value); err == nil {
+			for i, c := range consumers {
 				cs := ConsumerStatus{Workload: c.Ref.String()}
-				if rotation.RolloutName(st.Phase) != "" {
-					if rs, err := target.Rollout(ctx, c.Ref, value); err == nil {
-						cs.Rollout = rs.Progress
-					}
+				if i < len(rollouts) {
+					cs.Rollout = rollouts[i].Progress
 				}
 				report.Consumers = append(report.Consumers, cs)
 			}

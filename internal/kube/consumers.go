@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -55,81 +54,84 @@ func references(spec *corev1.PodSpec, secret string) (bool, []string) {
 // Consumers returns the workloads named in refs, or, when refs is empty, every Deployment, StatefulSet and
 // DaemonSet in the namespace whose pod template references the keyring Secret.
 func (k *Keyring) Consumers(ctx context.Context, refs []rotation.ConsumerRef) ([]rotation.Consumer, error) {
+	consumers, _, err := k.consumers(ctx, refs)
+	return consumers, err
+}
+
+// Survey returns the consumers, as Consumers does, and each one's rollout towards value (none when value is
+// empty), reading each workload once and the namespace's pods once. It is status's read: its budget is five
+// requests plus one per consumer (docs/benchmarks.md, "API requests"), where Consumers then Rollout per consumer
+// would take three per consumer. The rotation's own wait uses Rollout, which re-reads while it waits.
+func (k *Keyring) Survey(ctx context.Context, refs []rotation.ConsumerRef, value string) ([]rotation.Consumer, []rotation.RolloutStatus, error) {
+	consumers, states, err := k.consumers(ctx, refs)
+	if err != nil || value == "" || len(consumers) == 0 {
+		return consumers, nil, err
+	}
+	pods, err := k.Client.CoreV1().Pods(k.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return consumers, nil, fmt.Errorf("listing the pods of namespace %s: %w", k.Namespace, err)
+	}
+	out := make([]rotation.RolloutStatus, len(consumers))
+	for i, c := range consumers {
+		if out[i], err = rolloutOf(c.Ref, states[i], value, pods.Items); err != nil {
+			out[i] = rotation.RolloutStatus{Progress: err.Error()}
+		}
+	}
+	return consumers, out, nil
+}
+
+// consumers finds the consumers and keeps what was read of each (for a rollout report without a second read).
+func (k *Keyring) consumers(ctx context.Context, refs []rotation.ConsumerRef) ([]rotation.Consumer, []workloadState, error) {
 	var out []rotation.Consumer
-	add := func(kind, name string, spec *corev1.PodSpec, mustReference bool) error {
+	var states []workloadState
+	add := func(ref rotation.ConsumerRef, obj any, mustReference bool) error {
+		w, spec, err := stateOf(ref, obj)
+		if err != nil {
+			return err
+		}
 		ok, pinned := references(spec, k.SecretName)
 		if !ok && mustReference {
-			return fmt.Errorf("consumer %s/%s does not reference Secret %s in its pod template: check the consumers setting", kind, name, k.SecretName)
+			return fmt.Errorf("consumer %s/%s does not reference Secret %s in its pod template: check the consumers setting", ref.Kind, ref.Name, k.SecretName)
 		}
 		if ok || mustReference {
-			out = append(out, rotation.Consumer{Ref: rotation.ConsumerRef{Kind: kind, Name: name}, Pinned: pinned})
+			out = append(out, rotation.Consumer{Ref: ref, Pinned: pinned})
+			states = append(states, w)
 		}
 		return nil
 	}
-	apps := k.Client.AppsV1()
 	if len(refs) > 0 {
 		for _, r := range refs {
-			spec, err := k.podSpec(ctx, r)
+			obj, err := k.get(ctx, r)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			if err := add(r.Kind, r.Name, spec, true); err != nil {
-				return nil, err
+			if err := add(r, obj, true); err != nil {
+				return nil, nil, err
 			}
 		}
-		return out, nil
+		return out, states, nil
 	}
+	apps := k.Client.AppsV1()
 	deps, err := apps.Deployments(k.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("discovering the consumers of %s (list Deployments): %w", k.SecretName, err)
+		return nil, nil, fmt.Errorf("discovering the consumers of %s (list Deployments): %w", k.SecretName, err)
 	}
 	for i := range deps.Items {
-		_ = add("Deployment", deps.Items[i].Name, &deps.Items[i].Spec.Template.Spec, false)
+		_ = add(rotation.ConsumerRef{Kind: "Deployment", Name: deps.Items[i].Name}, &deps.Items[i], false)
 	}
 	sts, err := apps.StatefulSets(k.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("discovering the consumers of %s (list StatefulSets): %w", k.SecretName, err)
+		return nil, nil, fmt.Errorf("discovering the consumers of %s (list StatefulSets): %w", k.SecretName, err)
 	}
 	for i := range sts.Items {
-		_ = add("StatefulSet", sts.Items[i].Name, &sts.Items[i].Spec.Template.Spec, false)
+		_ = add(rotation.ConsumerRef{Kind: "StatefulSet", Name: sts.Items[i].Name}, &sts.Items[i], false)
 	}
 	dss, err := apps.DaemonSets(k.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("discovering the consumers of %s (list DaemonSets): %w", k.SecretName, err)
+		return nil, nil, fmt.Errorf("discovering the consumers of %s (list DaemonSets): %w", k.SecretName, err)
 	}
 	for i := range dss.Items {
-		_ = add("DaemonSet", dss.Items[i].Name, &dss.Items[i].Spec.Template.Spec, false)
+		_ = add(rotation.ConsumerRef{Kind: "DaemonSet", Name: dss.Items[i].Name}, &dss.Items[i], false)
 	}
-	return out, nil
-}
-
-func (k *Keyring) podSpec(ctx context.Context, r rotation.ConsumerRef) (*corev1.PodSpec, error) {
-	apps := k.Client.AppsV1()
-	var (
-		spec *corev1.PodSpec
-		err  error
-	)
-	switch r.Kind {
-	case "Deployment":
-		var d *appsv1.Deployment
-		if d, err = apps.Deployments(k.Namespace).Get(ctx, r.Name, metav1.GetOptions{}); err == nil {
-			spec = &d.Spec.Template.Spec
-		}
-	case "StatefulSet":
-		var s *appsv1.StatefulSet
-		if s, err = apps.StatefulSets(k.Namespace).Get(ctx, r.Name, metav1.GetOptions{}); err == nil {
-			spec = &s.Spec.Template.Spec
-		}
-	case "DaemonSet":
-		var d *appsv1.DaemonSet
-		if d, err = apps.DaemonSets(k.Namespace).Get(ctx, r.Name, metav1.GetOptions{}); err == nil {
-			spec = &d.Spec.Template.Spec
-		}
-	default:
-		return nil, fmt.Errorf("consumer kind %q is not Deployment, StatefulSet or DaemonSet", r.Kind)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading consumer %s: %w", r, err)
-	}
-	return spec, nil
+	return out, states, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,18 +47,14 @@ func (k *Keyring) UpdateSecret(ctx context.Context, s *corev1.Secret) (*corev1.S
 	return out, nil
 }
 
-// Restart sets the restart annotation on the consumer's pod template (no write when it already has the value).
+// Restart sets the restart annotation on the consumer's pod template. It does not read the workload first: a
+// patch that sets the value it already has changes nothing (no new generation, no rollout), so a repeated restart
+// of the same step stays a no-op at the cost of one request instead of two.
 func (k *Keyring) Restart(ctx context.Context, c rotation.ConsumerRef, value string) error {
-	w, err := k.workload(ctx, c)
-	if err != nil {
-		return err
-	}
-	if w.template.Annotations[RestartAnnotation] == value {
-		return nil
-	}
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{"annotations": map[string]string{RestartAnnotation: value}}}}})
 	apps := k.Client.AppsV1()
 	opts := metav1.PatchOptions{FieldManager: FieldManager}
+	var err error
 	switch c.Kind {
 	case "Deployment":
 		_, err = apps.Deployments(k.Namespace).Patch(ctx, c.Name, types.StrategicMergePatchType, patch, opts)
@@ -65,102 +62,10 @@ func (k *Keyring) Restart(ctx context.Context, c rotation.ConsumerRef, value str
 		_, err = apps.StatefulSets(k.Namespace).Patch(ctx, c.Name, types.StrategicMergePatchType, patch, opts)
 	case "DaemonSet":
 		_, err = apps.DaemonSets(k.Namespace).Patch(ctx, c.Name, types.StrategicMergePatchType, patch, opts)
+	default:
+		return fmt.Errorf("consumer kind %q is not Deployment, StatefulSet or DaemonSet", c.Kind)
 	}
 	return err
-}
-
-// Rollout reports whether the consumer finished restarting for value: the controller saw the change, every
-// replica is updated and available, and no pod without the value is left (terminating pods count: they still run).
-func (k *Keyring) Rollout(ctx context.Context, c rotation.ConsumerRef, value string) (rotation.RolloutStatus, error) {
-	w, err := k.workload(ctx, c)
-	if err != nil {
-		return rotation.RolloutStatus{}, err
-	}
-	if w.template.Annotations[RestartAnnotation] != value {
-		return rotation.RolloutStatus{Progress: "not restarted yet"}, nil
-	}
-	if w.generation > w.observedGeneration {
-		return rotation.RolloutStatus{Progress: "waiting for the controller to see the restart"}, nil
-	}
-	if w.onDelete {
-		return rotation.RolloutStatus{}, fmt.Errorf("%s uses updateStrategy OnDelete, so a restart never replaces its pods: delete them by hand (kubectl delete pod -l ...) and rerun", c)
-	}
-	pods, err := k.Client.CoreV1().Pods(k.Namespace).List(ctx, metav1.ListOptions{LabelSelector: w.selector})
-	if err != nil {
-		return rotation.RolloutStatus{}, fmt.Errorf("listing the pods of %s: %w", c, err)
-	}
-	old := 0
-	for _, p := range pods.Items {
-		if p.Annotations[RestartAnnotation] != value {
-			old++
-		}
-	}
-	done := old == 0 && w.updated >= w.desired && w.available >= w.desired
-	progress := fmt.Sprintf("%d/%d pods restarted, %d available", w.updated, w.desired, w.available)
-	if old > 0 {
-		progress += fmt.Sprintf(", %d pods from before still running", old)
-	}
-	if done {
-		progress += ": done"
-	}
-	return rotation.RolloutStatus{Done: done, Progress: progress}, nil
-}
-
-// workloadState is what Rollout needs of a Deployment, StatefulSet or DaemonSet.
-type workloadState struct {
-	template                       metav1.ObjectMeta
-	generation, observedGeneration int64
-	desired, updated, available    int32
-	selector                       string
-	onDelete                       bool
-}
-
-func (k *Keyring) workload(ctx context.Context, c rotation.ConsumerRef) (workloadState, error) {
-	apps := k.Client.AppsV1()
-	var w workloadState
-	var sel *metav1.LabelSelector
-	switch c.Kind {
-	case "Deployment":
-		d, err := apps.Deployments(k.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
-		if err != nil {
-			return w, fmt.Errorf("reading %s: %w", c, err)
-		}
-		desired := int32(1)
-		if d.Spec.Replicas != nil {
-			desired = *d.Spec.Replicas
-		}
-		w = workloadState{template: d.Spec.Template.ObjectMeta, generation: d.Generation, observedGeneration: d.Status.ObservedGeneration,
-			desired: desired, updated: d.Status.UpdatedReplicas, available: d.Status.AvailableReplicas}
-		sel = d.Spec.Selector
-	case "StatefulSet":
-		s, err := apps.StatefulSets(k.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
-		if err != nil {
-			return w, fmt.Errorf("reading %s: %w", c, err)
-		}
-		desired := int32(1)
-		if s.Spec.Replicas != nil {
-			desired = *s.Spec.Replicas
-		}
-		w = workloadState{template: s.Spec.Template.ObjectMeta, generation: s.Generation, observedGeneration: s.Status.ObservedGeneration,
-			desired: desired, updated: s.Status.UpdatedReplicas, available: s.Status.AvailableReplicas, onDelete: s.Spec.UpdateStrategy.Type == "OnDelete"}
-		sel = s.Spec.Selector
-	case "DaemonSet":
-		d, err := apps.DaemonSets(k.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
-		if err != nil {
-			return w, fmt.Errorf("reading %s: %w", c, err)
-		}
-		w = workloadState{template: d.Spec.Template.ObjectMeta, generation: d.Generation, observedGeneration: d.Status.ObservedGeneration,
-			desired: d.Status.DesiredNumberScheduled, updated: d.Status.UpdatedNumberScheduled, available: d.Status.NumberAvailable, onDelete: d.Spec.UpdateStrategy.Type == "OnDelete"}
-		sel = d.Spec.Selector
-	default:
-		return w, fmt.Errorf("consumer kind %q is not Deployment, StatefulSet or DaemonSet", c.Kind)
-	}
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil || s.Empty() {
-		return w, fmt.Errorf("%s has no usable selector", c)
-	}
-	w.selector = s.String()
-	return w, nil
 }
 
 // Event records an Event on the keyring Secret. Failures are ignored: an Event is a record, not a step.
@@ -186,22 +91,46 @@ func (k *Keyring) Event(ctx context.Context, s *corev1.Secret, eventType, reason
 
 var _ rotation.Cluster = (*Keyring)(nil)
 
-// Preflight asks the API server (SelfSubjectAccessReview) for every permission the rotation needs, and names the
-// missing ones before anything is written.
+// permission is one thing the rotation needs to be allowed to do in the keyring's namespace.
+type permission struct{ verb, group, resource, name string }
+
+func (p permission) String() string {
+	target := p.resource
+	if p.group != "" {
+		target = p.resource + "." + p.group
+	}
+	if p.name != "" {
+		target += "/" + p.name
+	}
+	return p.verb + " " + target
+}
+
+// Preflight checks every permission the rotation needs and names the missing ones before anything is written. One
+// SelfSubjectRulesReview answers all of them when the authorizer can list its rules (RBAC can); what it does not
+// grant — or everything, when the review is incomplete (e.g. a webhook authorizer) — is asked one
+// SelfSubjectAccessReview each, the authorizer's own answer.
 func (k *Keyring) Preflight(ctx context.Context, consumers []rotation.ConsumerRef) error {
-	type need struct{ verb, group, resource, name string }
-	needs := []need{{"get", "", "secrets", k.SecretName}, {"update", "", "secrets", k.SecretName}, {"create", "", "events", ""}, {"list", "", "pods", ""}}
+	needs := []permission{{"get", "", "secrets", k.SecretName}, {"update", "", "secrets", k.SecretName}, {"create", "", "events", ""}, {"list", "", "pods", ""}}
 	for _, c := range consumers {
 		res := strings.ToLower(c.Kind) + "s"
-		needs = append(needs, need{"get", "apps", res, c.Name}, need{"patch", "apps", res, c.Name})
+		needs = append(needs, permission{"get", "apps", res, c.Name}, permission{"patch", "apps", res, c.Name})
 	}
 	if len(consumers) == 0 { // discovery lists the workloads; patching them is checked per name once found
 		for _, res := range []string{"deployments", "statefulsets", "daemonsets"} {
-			needs = append(needs, need{"list", "apps", res, ""}, need{"patch", "apps", res, ""})
+			needs = append(needs, permission{"list", "apps", res, ""}, permission{"patch", "apps", res, ""})
 		}
+	}
+	rules, err := k.Client.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx, &authorizationv1.SelfSubjectRulesReview{
+		Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: k.Namespace}}, metav1.CreateOptions{})
+	var granted []authorizationv1.ResourceRule
+	if err == nil {
+		granted = rules.Status.ResourceRules
 	}
 	var missing []string
 	for _, n := range needs {
+		if grants(granted, n) {
+			continue
+		}
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
 			Namespace: k.Namespace, Verb: n.verb, Group: n.group, Resource: n.resource, Name: n.name}}}
 		out, err := k.Client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
@@ -209,20 +138,26 @@ func (k *Keyring) Preflight(ctx context.Context, consumers []rotation.ConsumerRe
 			return fmt.Errorf("checking permissions: %w", err)
 		}
 		if !out.Status.Allowed {
-			target := n.resource
-			if n.group != "" {
-				target = n.resource + "." + n.group
-			}
-			if n.name != "" {
-				target += "/" + n.name
-			}
-			missing = append(missing, n.verb+" "+target)
+			missing = append(missing, n.String())
 		}
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("missing permissions in namespace %s: %s; nothing was changed. Check with: kubectl auth can-i %s -n %s", k.Namespace, strings.Join(missing, ", "), missing[0], k.Namespace)
 	}
 	return nil
+}
+
+// grants reports whether one of the rules allows p. Rules only ever grant (RBAC has no deny), so a rule that
+// matches is proof; no match proves nothing, and the caller asks the authorizer.
+func grants(rules []authorizationv1.ResourceRule, p permission) bool {
+	match := func(list []string, v string) bool { return slices.Contains(list, "*") || slices.Contains(list, v) }
+	for _, r := range rules {
+		if match(r.Verbs, p.verb) && match(r.APIGroups, p.group) && match(r.Resources, p.resource) &&
+			(len(r.ResourceNames) == 0 || (p.name != "" && slices.Contains(r.ResourceNames, p.name))) {
+			return true
+		}
+	}
+	return false
 }
 
 func truncate(s string, n int) string {

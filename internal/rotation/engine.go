@@ -83,9 +83,14 @@ type Engine struct {
 	// means the real clock. Only in-process simulations replace them — no flag or variable shifts the clock.
 	LocalNow func() time.Time
 	Sleep    func(ctx context.Context, d time.Duration) error
+	// Seen, when set, is the keyring Secret as the caller just read it: the run's first observation uses it instead
+	// of reading it again. Every write is resourceVersion-guarded, so a copy that went stale fails the write with a
+	// Conflict, and the run reads afresh.
+	Seen *corev1.Secret
 
 	lease    *Lease
 	preflown bool
+	found    []Consumer
 }
 
 // Result is where a run left the rotation.
@@ -134,10 +139,17 @@ func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
 	}
 }
 
+// observe reads the Secret — or takes the copy the last write returned (or Seen): that is the Secret as the API
+// server stored it, and a write based on it conflicts if anyone wrote since, so a second read would only cost a
+// request (docs/benchmarks.md, "API requests").
 func (e *Engine) observe(ctx context.Context) (*corev1.Secret, *keyring.Keyring, State, time.Time, error) {
-	secret, err := e.Cluster.Secret(ctx)
-	if err != nil {
-		return nil, nil, State{}, time.Time{}, err
+	secret := e.Seen
+	e.Seen = nil
+	if secret == nil {
+		var err error
+		if secret, err = e.Cluster.Secret(ctx); err != nil {
+			return nil, nil, State{}, time.Time{}, err
+		}
 	}
 	k, err := keyring.Parse(secretName(secret), secret.Data)
 	if err != nil {
@@ -183,7 +195,7 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 		next.Phase, next.PromotedAt, next.TransitionAt = Promoted, now, now
 		msg = fmt.Sprintf("active is now %s; %s stays for verification (rotation %s)", keyring.Kid(st.To), keyring.Kid(st.From), st.RotationID)
 	case StepRetire:
-		consumers, err := e.Cluster.Consumers(ctx, e.Config.Consumers)
+		consumers, err := e.consumers(ctx)
 		if err != nil {
 			return err
 		}
@@ -285,7 +297,7 @@ func (e *Engine) Abort(ctx context.Context) (Result, error) {
 // records the next phase.
 func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) error {
 	value := st.RotationID + "/" + RolloutName(st.Phase)
-	consumers, err := e.Cluster.Consumers(ctx, e.Config.Consumers)
+	consumers, err := e.consumers(ctx)
 	if err != nil {
 		return err
 	}
@@ -329,17 +341,8 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 			return err
 		}
 	}
-	fresh, err := e.Cluster.Secret(ctx)
-	if err != nil {
-		return err
-	}
-	if fresh.ResourceVersion != secret.ResourceVersion {
-		secret = fresh // our own lease renewals; anything else is caught by the state check below
-	}
-	cur, err := ParseState(secret.Annotations)
-	if err != nil || cur.RotationID != st.RotationID || cur.Phase != st.Phase {
-		return apierrors.NewConflict(corev1.Resource("secrets"), secret.Name, errors.New("rotation state changed during the rollout"))
-	}
+	// secret is our last write (the lease renewals included): if anyone else wrote the Secret during the rollout,
+	// the write below conflicts and the run observes again.
 	now, err := e.Cluster.Now(ctx)
 	if err != nil {
 		return err
@@ -368,7 +371,7 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 }
 
 // write applies a data change and the next state (plus the renewed lease, or its release when the rotation goes
-// Idle) in one update; the result must still satisfy every keyring invariant.
+// Idle or starts waiting for the TTL) in one update; the result must still satisfy every keyring invariant.
 func (e *Engine) write(ctx context.Context, secret *corev1.Secret, change keyring.Change, next State, reason, message string) error {
 	updated := secret.DeepCopy()
 	updated.Data = keyring.Apply(secret.Data, change)
@@ -376,7 +379,7 @@ func (e *Engine) write(ctx context.Context, secret *corev1.Secret, change keyrin
 		return err
 	}
 	updated.Annotations = next.ApplyAnnotations(secret.Annotations)
-	if next.Phase == Idle {
+	if next.Phase == Idle || next.Phase == Waiting { // the run stops here: the lease goes with the same write
 		delete(updated.Annotations, AnnoLease)
 		e.lease = nil
 	} else if e.lease != nil {
@@ -391,6 +394,7 @@ func (e *Engine) write(ctx context.Context, secret *corev1.Secret, change keyrin
 	if err != nil {
 		return err
 	}
+	e.Seen = written
 	e.Cluster.Event(ctx, written, corev1.EventTypeNormal, reason, message)
 	e.printf("%s: %s", secretName(secret), message)
 	return nil
@@ -461,6 +465,20 @@ func (e *Engine) release(ctx context.Context, secret *corev1.Secret) error {
 	_, err = e.Cluster.UpdateSecret(ctx, updated)
 	e.lease = nil
 	return err
+}
+
+// consumers finds the consumers once per run: the retirement's pinned-version check and every rollout of the run
+// restart the same workloads (a workload created during the run is found by the next run, which restarts it
+// after the retirement).
+func (e *Engine) consumers(ctx context.Context) ([]Consumer, error) {
+	if e.found == nil {
+		found, err := e.Cluster.Consumers(ctx, e.Config.Consumers)
+		if err != nil {
+			return nil, err
+		}
+		e.found = found
+	}
+	return e.found, nil
 }
 
 // allowed reports whether this run may perform step (see Steps).
