@@ -1,6 +1,6 @@
 # The front door: `make demo` and `make test` are the two commands the README starts with.
 include tools/versions.mk
-export K8S_VERSION ETCD_VERSION KWOK_VERSION HELM3_VERSION HELM4_VERSION STATICCHECK_VERSION
+export K8S_VERSION ETCD_VERSION KWOK_VERSION HELM3_VERSION HELM4_VERSION STATICCHECK_VERSION KUSTOMIZE_VERSION
 
 SHELL      := /usr/bin/env bash
 # Every recipe line stops at its first failing command: a failed step must fail `make test` (and CI).
@@ -25,6 +25,8 @@ TOOL_FILES := \
 	$(TOOLS)/helm4-$(HELM4_VERSION) \
 	$(TOOLS)/kwok-stages-$(KWOK_VERSION)
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+# Only make bench needs kustomize (the guard is compared with a no-op `kustomize build`).
+KUSTOMIZE  := $(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)
 
 .PHONY: all build install test unit e2e lint tools cluster demo fuzz image bench clean help
 
@@ -57,6 +59,7 @@ $(TOOLS)/helm3-$(HELM3_VERSION):                     ; tools/build-tool.sh helm3
 $(TOOLS)/helm4-$(HELM4_VERSION):                     ; tools/build-tool.sh helm4 $@
 $(TOOLS)/kwok-stages-$(KWOK_VERSION): tools/kwok/job-pod-not-executed.yaml ; tools/build-tool.sh kwok-stages $@
 $(STATICCHECK):                                      ; tools/build-tool.sh staticcheck $@
+$(KUSTOMIZE):                                        ; tools/build-tool.sh kustomize $@
 
 tools: $(TOOL_FILES) ## build (once, then cached) the control plane, kwok, kubectl and both Helm CLIs
 	@echo "tools ready in $(TOOLS)"
@@ -72,8 +75,8 @@ unit: ## tests that need no cluster
 fuzz: ## run every fuzz target FUZZTIME executions each (default 100000x; a count, see scripts/fuzz.sh)
 	./scripts/fuzz.sh $${FUZZTIME:-100000x}
 
-bench: build ## benchmarks against the floor and the alternatives; writes docs/benchmarks.md (not part of make test)
-	$(GO) run ./test/bench --binary $(BIN)/rotate-key --out docs/benchmarks.md
+bench: build tools $(KUSTOMIZE) ## benchmarks (offline, kustomize, cluster: online guard, helm upgrade, fleet, rotation); writes docs/benchmarks.md (not part of make test)
+	$(GO) run ./test/bench --binary $(BIN)/rotate-key --kustomize $(KUSTOMIZE) --out docs/benchmarks.md
 
 e2e: tools ## tests against the cluster-in-a-box with the real Helm 3 and Helm 4 CLIs
 	$(GO) test -count=1 -timeout 25m ./test/e2e/... $(E2EFLAGS)

@@ -3,7 +3,6 @@ package release
 import (
 	"strings"
 	"testing"
-
 )
 
 const hookJob = `apiVersion: batch/v1

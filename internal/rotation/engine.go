@@ -68,7 +68,9 @@ type Engine struct {
 	Out io.Writer
 	// RolloutTimeout bounds each rollout; when it passes, the run stops with a resumable state.
 	RolloutTimeout time.Duration
-	// Poll is the interval between rollout checks.
+	// Poll is the longest interval between rollout checks. Checks start FirstPoll apart and stay at most
+	// QuickPoll apart for the rollout's first QuickFor, then back off to Poll: a rollout that finishes in a second or
+	// two is seen within a fraction of a second, while a long one costs few requests.
 	Poll time.Duration
 	// NewRotationID makes the id of a new rotation.
 	NewRotationID func(now time.Time) string
@@ -99,6 +101,13 @@ type Result struct {
 	Keyring  *keyring.Keyring
 	Decision Decision
 }
+
+// The rollout checks' pace (see Engine.Poll).
+const (
+	FirstPoll = 100 * time.Millisecond
+	QuickPoll = 250 * time.Millisecond
+	QuickFor  = 10 * time.Second
+)
 
 // ErrRolloutTimeout ends a run whose rollout did not finish in time; the state is resumable.
 var ErrRolloutTimeout = errors.New("rollout did not finish in time")
@@ -306,6 +315,8 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 			return fmt.Errorf("restarting %s: %w", c.Ref, err)
 		}
 	}
+	interval := min(FirstPoll, max(e.Poll, time.Millisecond))
+	began := e.localNow()
 	deadline := e.localNow().Add(e.RolloutTimeout)
 	lastRenew := e.localNow()
 	progress := map[ConsumerRef]string{}
@@ -337,9 +348,14 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 			}
 			secret, lastRenew = fresh, e.localNow()
 		}
-		if err := e.sleep(ctx, e.Poll); err != nil {
+		if err := e.sleep(ctx, interval); err != nil {
 			return err
 		}
+		limit := max(e.Poll, FirstPoll)
+		if e.localNow().Sub(began) < QuickFor {
+			limit = min(limit, QuickPoll)
+		}
+		interval = min(2*interval, limit)
 	}
 	// secret is our last write (the lease renewals included): if anyone else wrote the Secret during the rollout,
 	// the write below conflicts and the run observes again.
