@@ -226,14 +226,26 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 	if err := keyring.Validate(secretName(secret), keyring.Apply(secret.Data, change)); err != nil {
 		return err
 	}
-	if err := e.acquire(ctx, secret, rotationID, now); err != nil {
+	if d.Step == StepRollout {
+		// A rollout holds the lease for minutes: it is taken in a write of its own before anything restarts.
+		if err := e.acquire(ctx, secret, rotationID, now); err != nil {
+			return err
+		}
+		e.printf("%s: %s — %s", secretName(secret), d.Step, d.Reason)
+		return e.rollout(ctx, secret, st)
+	}
+	// Any other step is one write, and the lease goes with it: taking it separately would cost a request and
+	// protect nothing more, since the write is resourceVersion-guarded either way.
+	notice, err := e.claim(secret, rotationID, now)
+	if err != nil {
 		return err
 	}
 	e.printf("%s: %s — %s", secretName(secret), d.Step, d.Reason)
-	if d.Step == StepRollout {
-		return e.rollout(ctx, secret, st)
+	if err := e.write(ctx, secret, change, next, reason, msg); err != nil {
+		return err
 	}
-	return e.write(ctx, secret, change, next, reason, msg)
+	e.tookOver(ctx, e.Seen, notice)
+	return nil
 }
 
 // Abort stops the rotation in progress. Before the promotion it removes v(N+1) (nobody signed with it) and returns
@@ -416,34 +428,52 @@ func (e *Engine) write(ctx context.Context, secret *corev1.Secret, change keyrin
 	return nil
 }
 
-// acquire takes or renews the lease in its own write (so that a refused run changes nothing else).
-func (e *Engine) acquire(ctx context.Context, secret *corev1.Secret, rotationID string, now time.Time) error {
+// claim decides this run's lease from the one the Secret carries (e.lease; nothing is written): ours already, a
+// new one, or a takeover (notice says whose). A lease held by another live run refuses the step.
+func (e *Engine) claim(secret *corev1.Secret, rotationID string, now time.Time) (string, error) {
 	current, err := ParseLease(secret.Annotations[AnnoLease])
 	if err != nil {
-		return err
+		return "", err
 	}
 	if e.lease != nil && current != nil && current.Holder == e.Holder {
-		return nil // ours, renewed with every write
+		return "", nil // ours, renewed with every write
 	}
 	lease, notice, err := DecideLease(current, e.Holder, rotationID, now, e.TakeOver, e.HolderAlive)
 	if err != nil {
+		return "", err
+	}
+	e.lease = &lease
+	return notice, nil
+}
+
+// tookOver reports a lease taken from a dead run, once the write that took it (written) succeeded.
+func (e *Engine) tookOver(ctx context.Context, written *corev1.Secret, notice string) {
+	if notice == "" {
+		return
+	}
+	e.printf("%s: %s", secretName(written), notice)
+	e.Cluster.Event(ctx, written, corev1.EventTypeWarning, "LockTakenOver", notice)
+}
+
+// acquire takes or renews the lease in a write of its own (before a rollout).
+func (e *Engine) acquire(ctx context.Context, secret *corev1.Secret, rotationID string, now time.Time) error {
+	had := e.lease
+	notice, err := e.claim(secret, rotationID, now)
+	if err != nil || e.lease == had {
 		return err
 	}
 	updated := secret.DeepCopy()
 	if updated.Annotations == nil {
 		updated.Annotations = map[string]string{}
 	}
-	updated.Annotations[AnnoLease] = lease.Format()
+	updated.Annotations[AnnoLease] = e.lease.Format()
 	written, err := e.Cluster.UpdateSecret(ctx, updated)
 	if err != nil {
+		e.lease = had
 		return err
 	}
-	if notice != "" {
-		e.printf("%s: %s", secretName(secret), notice)
-		e.Cluster.Event(ctx, written, corev1.EventTypeWarning, "LockTakenOver", notice)
-	}
-	e.lease = &lease
 	*secret = *written
+	e.tookOver(ctx, written, notice)
 	return nil
 }
 
