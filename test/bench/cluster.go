@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -56,16 +55,7 @@ func withClusterEnv(ctx context.Context, env *benchEnv, tools testcluster.Tools,
 		return "The cluster sections failed to start."
 	}
 	defer func() {
-		pids := c.PIDs()
-		c.Stop()
-		time.Sleep(200 * time.Millisecond)
-		var left []string
-		for _, pid := range pids {
-			if syscall.Kill(pid, 0) == nil {
-				left = append(left, fmt.Sprint(pid))
-			}
-		}
-		left = append(left, processesOf(tools.Dir, c.Dir)...)
+		left := c.StopLeavingNothing()
 		r.must(len(left) == 0, "the cluster-in-a-box stopped with no process left behind%s", strings.Join(append([]string{""}, left...), " "))
 		if r.failures() == 0 {
 			os.RemoveAll(c.Dir)
@@ -98,24 +88,6 @@ func withClusterEnv(ctx context.Context, env *benchEnv, tools testcluster.Tools,
 	return fmt.Sprintf("Cluster sections: the cluster-in-a-box of the e2e tests (internal/testcluster: etcd %s, kube-apiserver, controller-manager and scheduler %s, kwok %s nodes; started in %s), Helm %s and Helm %s with the plugin installed.",
 		c.Tools.Versions["ETCD_VERSION"], c.Tools.Versions["K8S_VERSION"], c.Tools.Versions["KWOK_VERSION"], startup.Round(time.Second),
 		c.Tools.Versions["HELM3_VERSION"], c.Tools.Versions["HELM4_VERSION"])
-}
-
-// processesOf lists the running tool processes ("name(pid)") that belong to the cluster whose folder is
-// clusterDir: envtest starts etcd and kube-apiserver from clusterDir/assets, the harness passes the others a
-// kubeconfig there. Another cluster running beside the bench (an e2e run) is not the bench's to account for.
-func processesOf(toolsDir, clusterDir string) []string {
-	var mine []string
-	for _, p := range testcluster.ToolProcesses(toolsDir) {
-		open := strings.LastIndexByte(p, '(')
-		if open < 0 {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", strings.TrimSuffix(p[open+1:], ")"), "cmdline"))
-		if err == nil && strings.Contains(string(cmdline), clusterDir) {
-			mine = append(mine, p)
-		}
-	}
-	return mine
 }
 
 // keepBinary copies the binary to a temporary file beside it and returns its path.

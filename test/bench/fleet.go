@@ -12,7 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
 const (
@@ -45,17 +45,7 @@ func fleet(ctx context.Context, env *clusterEnv, r *report) error {
 			if err != nil {
 				return err
 			}
-			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app%d-requests-proxy-admin", i),
-				Labels:      map[string]string{"app.kubernetes.io/instance": fmt.Sprintf("app%d", i)},
-				Annotations: map[string]string{"helm.sh/resource-policy": "keep"}},
-				Data: map[string][]byte{"key.v2": key, "active": []byte("v2")}}
-			if i%2 == 0 {
-				s.Labels["app.kubernetes.io/component"] = "rotate-key"
-			} else {
-				st := rotation.State{Phase: rotation.Idle, RotationID: "r1", From: 1, To: 2, NextRotationDue: due}
-				s.Annotations = st.ApplyAnnotations(s.Annotations)
-			}
-			if _, err := client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			if _, err := client.CoreV1().Secrets(ns).Create(ctx, testcluster.FleetKeyring(i, key, due), metav1.CreateOptions{}); err != nil {
 				return err
 			}
 		}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os/exec"
 	"testing"
 	"time"
@@ -12,7 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
-	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
 // TestStatusAllNamespaces: the fleet view finds 200 keyrings in 10 namespaces — 100 by the library's label, 100
@@ -30,17 +29,7 @@ func TestStatusAllNamespaces(t *testing.T) {
 		ns := namespace(t, "fleet", nil)
 		mine[ns] = true
 		for i := 0; i < 20; i++ {
-			s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app%d-requests-proxy-admin", i),
-				Labels:      map[string]string{"app.kubernetes.io/instance": fmt.Sprintf("app%d", i)},
-				Annotations: map[string]string{"helm.sh/resource-policy": "keep"}},
-				Data: map[string][]byte{"key.v2": key, "active": []byte("v2")}}
-			if i%2 == 0 {
-				s.Labels["app.kubernetes.io/component"] = "rotate-key"
-			} else {
-				st := rotation.State{Phase: rotation.Idle, RotationID: "r1", From: 1, To: 2, NextRotationDue: due}
-				s.Annotations = st.ApplyAnnotations(s.Annotations)
-			}
-			if _, err := cluster.Client.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			if _, err := cluster.Client.CoreV1().Secrets(ns).Create(ctx, testcluster.FleetKeyring(i, key, due), metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,14 +24,6 @@ func runMain(m *testing.M) int {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	before := map[string]bool{} // tool processes of someone else (e.g. a `make cluster` running beside the tests)
-	if root, err := testcluster.RepoRoot(); err == nil {
-		if tools, err := testcluster.FindTools(root); err == nil {
-			for _, p := range testcluster.ToolProcesses(tools.Dir) {
-				before[p] = true
-			}
-		}
-	}
 	var err error
 	cluster, err = testcluster.Start(ctx, testcluster.Options{Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
 	if err != nil {
@@ -41,22 +32,9 @@ func runMain(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: cluster-in-a-box started in %s\n", time.Since(began).Round(time.Millisecond))
 	code := m.Run()
-	pids := cluster.PIDs()
-	cluster.Stop()
 	// No component may outlive the run: neither the processes the harness started nor envtest's etcd and
-	// kube-apiserver (found by their executables in the tools folder).
-	time.Sleep(200 * time.Millisecond)
-	var left []string
-	for _, pid := range pids {
-		if syscall.Kill(pid, 0) == nil {
-			left = append(left, fmt.Sprint(pid))
-		}
-	}
-	for _, p := range testcluster.ToolProcesses(cluster.Tools.Dir) {
-		if !before[p] {
-			left = append(left, p)
-		}
-	}
+	// kube-apiserver.
+	left := cluster.StopLeavingNothing()
 	if len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: FAIL: processes left running after Stop: %s\n", strings.Join(left, ", "))
 		return 1
