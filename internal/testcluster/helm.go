@@ -116,3 +116,16 @@ func (h *Helm) WriteWrapper(path string) error {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// ShellWords joins words into a shell command line, single-quoting every word that holds anything but letters,
+// digits and ._=/- (so golden-file headers and the bench's reproduction commands can be pasted as they are).
+func ShellWords(words []string) string {
+	quoted := make([]string, len(words))
+	for i, w := range words {
+		quoted[i] = w
+		if w == "" || strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=/-") != "" {
+			quoted[i] = shellQuote(w)
+		}
+	}
+	return strings.Join(quoted, " ")
+}

@@ -180,13 +180,11 @@ func manualRotation(ctx context.Context, env *clusterEnv, counter *testcluster.A
 		return nil, 0, err
 	}
 	counter.Take()
+	preparationEnds := firstPartLine(blocks)
 	for _, b := range blocks {
 		// The preparation (before Part A) and Part B: what an operator without the plugin runs for one rotation.
-		if b.Skip != "" || (strings.HasPrefix(b.Section, "Part ") && !strings.HasPrefix(b.Section, "Part B")) {
+		if b.Skip != "" || !(b.Line < preparationEnds || strings.HasPrefix(b.Section, "Part B")) {
 			continue
-		}
-		if !strings.HasPrefix(b.Section, "Part B") && b.Line > firstPartLine(blocks) {
-			break // past Part B: operational notes and troubleshooting
 		}
 		out, code, err := shell.Run(b)
 		if err != nil || code != b.Exit {

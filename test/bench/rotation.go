@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -21,12 +20,10 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
-
-// restartAnnotation is the pod-template annotation rotate-key sets to restart a consumer ("ROTATION-ID/phase").
-const restartAnnotation = rotation.Prefix + "restarted-for"
 
 // rotationTTL is the example release's token TTL: the chart's minimum, so the bench waits one minute for it.
 const rotationTTL = 60
@@ -88,7 +85,7 @@ func (rr *rolloutRecorder) check(now time.Time) {
 		if !ok {
 			continue
 		}
-		v := d.Spec.Template.Annotations[restartAnnotation]
+		v := d.Spec.Template.Annotations[kube.RestartAnnotation]
 		prev, seen := rr.value[d.Name]
 		rr.value[d.Name] = v
 		if !seen {
@@ -124,7 +121,7 @@ func (rr *rolloutRecorder) oldPods(d *appsv1.Deployment, v string) bool {
 		return true
 	}
 	for _, obj := range rr.pods.List() {
-		if p, ok := obj.(*corev1.Pod); ok && sel.Matches(labels.Set(p.Labels)) && p.Annotations[restartAnnotation] != v {
+		if p, ok := obj.(*corev1.Pod); ok && sel.Matches(labels.Set(p.Labels)) && p.Annotations[kube.RestartAnnotation] != v {
 			return true
 		}
 	}
@@ -222,7 +219,7 @@ func rotationOverhead(ctx context.Context, env *clusterEnv, r *report) error {
 	s := r.section("Rotation overhead (local path)")
 	s.para("A full rotation of a charts/example-app release (tokenTtlSeconds=%d; two consumer Deployments of 2 replicas on kwok nodes), through the plugin's local path. The first run adds v2, rolls both consumers out, promotes v2, rolls them out again and stops (exit 3) until the TTL passed; the second, after the TTL, retires v1 and rolls them out a third time. The TTL wait is outside both commands. `helm rotate-key` prints one line per step and per consumer change, no timings; so the bench times the rollouts itself: informers on the namespace's Deployments and pods, from the moment it sees a Deployment's pod template change (generation bump) to the moment it sees the Deployment complete (observedGeneration ≥ generation, updated and available replicas ≥ spec.replicas) with no pod of the old template left, terminating ones included (they still hold the old key). Rollouts = the time at least one consumer was rolling out; overhead = command wall time − rollouts, split by where it falls.", rotationTTL)
 	s.command("helm install app charts/example-app -n $NS --set tokenTtlSeconds=%d --wait --timeout 2m \\", rotationTTL)
-	s.command("  %s    # the chart's rotate-key Jobs on the runner node, as in the e2e tests", shellWords(testcluster.RunnerValues()))
+	s.command("  %s    # the chart's rotate-key Jobs on the runner node, as in the e2e tests", testcluster.ShellWords(testcluster.RunnerValues()))
 	s.command("time helm rotate-key app --yes --local -n $NS    # exit 3: waiting for the TTL")
 	s.command("sleep %d; time helm rotate-key app --yes --local -n $NS    # after retireAfter (helm rotate-key status app -o json)", rotationTTL)
 	s.table("Helm", "run", "command wall", "rollouts (bench's watch)", "overhead", "… before the first rollout", "… between rollouts", "… after the last")
@@ -270,18 +267,9 @@ func startRotation(ctx context.Context, env *clusterEnv, h *testcluster.Helm) (*
 	if err := rr.collectKeys(ctx, env); err != nil {
 		return nil, err
 	}
-	out, _, err := h.RunSplit(ctx, "-n", ns, "rotate-key", "status", "app", "-o", "json")
-	if err != nil {
-		return nil, err
+	if rr.retireAfter, err = retireAfterOf(ctx, h, ns); err != nil {
+		return nil, fmt.Errorf("helm%d: %w", h.Major, err)
 	}
-	var st struct {
-		Phase       string     `json:"phase"`
-		RetireAfter *time.Time `json:"retireAfter"`
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil || st.RetireAfter == nil {
-		return nil, fmt.Errorf("helm%d rotate-key status: no retireAfter after the first run (phase %q, %v)", h.Major, st.Phase, err)
-	}
-	rr.retireAfter = *st.RetireAfter
 	return rr, nil
 }
 
@@ -360,18 +348,6 @@ func (rr *rotationRun) collectKeys(ctx context.Context, env *clusterEnv) error {
 		}
 	}
 	return nil
-}
-
-// shellWords quotes each word for a POSIX shell where it needs it.
-func shellWords(words []string) string {
-	quoted := make([]string, len(words))
-	for i, w := range words {
-		if strings.ContainsAny(w, " \"'{}[]$*?;&|<>()\\") {
-			w = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
-		}
-		quoted[i] = w
-	}
-	return strings.Join(quoted, " ")
 }
 
 // leaks reports whether any key appears in any text, raw, base64 or hex.

@@ -214,19 +214,12 @@ func redact(s string, secrets []string) string {
 	return s
 }
 
-// shellWords is args as a shell would need them after a command, each preceded by a space: single-quoted where
-// they hold anything but letters, digits and ._=/-.
+// shellWords is args as a shell would need them after a command, each preceded by a space.
 func shellWords(args []string) string {
-	var b strings.Builder
-	for _, a := range args {
-		b.WriteByte(' ')
-		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=/-") == "" {
-			b.WriteString(a)
-		} else {
-			b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
-		}
+	if len(args) == 0 {
+		return ""
 	}
-	return b.String()
+	return " " + testcluster.ShellWords(args)
 }
 
 // kindDocs counts the documents of a multi-document YAML text that have a top-level kind:.
