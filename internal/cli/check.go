@@ -12,25 +12,8 @@ import (
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
-// Grace periods before `check` calls something overdue: a retirement may wait a day after retire-after (a
-// scheduled run picks it up), and a rollout phase should not sit unfinished for an hour.
-const (
-	retireGrace = 24 * time.Hour
-	stuckAfter  = time.Hour
-)
-
-// overdueReason says why the keyring is overdue at now, or "" when it is not.
-func overdueReason(st rotation.State, now time.Time) string {
-	switch {
-	case st.Phase == rotation.Idle && !st.NextRotationDue.IsZero() && now.After(st.NextRotationDue):
-		return fmt.Sprintf("the next rotation was due %s (%s ago)", st.NextRotationDue.UTC().Format(time.RFC3339), now.Sub(st.NextRotationDue).Round(time.Minute))
-	case st.Phase == rotation.Waiting && now.After(st.RetireAfter.Add(retireGrace)):
-		return fmt.Sprintf("v%d could be retired since %s and is still trusted", st.From, st.RetireAfter.UTC().Format(time.RFC3339))
-	case st.InProgress() && st.Phase != rotation.Waiting && !st.TransitionAt.IsZero() && now.After(st.TransitionAt.Add(stuckAfter)):
-		return fmt.Sprintf("rotation %s has been in phase %s since %s: a run stopped half-way", st.RotationID, st.Phase, st.TransitionAt.UTC().Format(time.RFC3339))
-	}
-	return ""
-}
+// overdueReason is the one overdue rule (rotation.Overdue), shared by check, status and the fleet view.
+func overdueReason(st rotation.State, now time.Time) string { return rotation.Overdue(st, now) }
 
 func overdue(st rotation.State, now time.Time) bool { return overdueReason(st, now) != "" }
 

@@ -43,6 +43,9 @@ type RunOptions struct {
 	Local bool
 	// Chart is the chart the hook path upgrades with instead of the release's stored chart.
 	Chart string
+	// Emergency rotates a leaked keyring now, in any phase, and retires every other version without waiting for
+	// the TTL (needs --reason; always runs from this machine).
+	Emergency bool
 
 	// mode is "run" (start, resume or finish), "retire" (resume or finish, never start) or "abort".
 	mode string
@@ -62,9 +65,14 @@ const runLong = `run starts or resumes the rotation of a release's keyring Secre
   2. restart every consumer and wait until no pod from before the add is left
   3. promote: active = v(N+1)
   4. restart the consumers again (a signer that read active at start keeps using vN until it restarts),
-     and record retire-after = now + token TTL
+     and record retire-after
   ... then it stops (exit code 3) and prints when and how to finish:
   5. run after retire-after: remove vN, restart the consumers once more, record the next rotation's due date.
+
+retire-after = end of the post-promotion rollout + TTL + 60 s clock-skew margin. The next rotation is due one
+interval after the promotion, but never before the day after retire-after or after the finish.
+--emergency --reason "INC-..." (a leaked key): in any phase, add a fresh key, roll out, promote, roll out, then
+retire EVERY other version at once; their live tokens are rejected. The same reason never rotates twice.
 
 The state lives in annotations on the Secret: a crash anywhere, or a 90-day pause, resumes where it stopped.
 Repeated runs never add a second key. A live run elsewhere holds a lock (a lease on the Secret): another run is
@@ -77,7 +85,8 @@ the TTL runs and 0 when there is nothing to do.`
 const abortLong = `abort stops the rotation in progress.
   Before the promotion: removes the new key (nothing was signed with it); active stays vN.
   After the promotion: sets active back to vN and KEEPS v(N+1), because tokens may already be signed with it, then
-  restarts the consumers so every signer uses vN again.
+  restarts the consumers so every signer uses vN again. The rotation then waits like any other: v(N+1) is
+  retired by the first run after its retire-after (TTL + clock-skew margin from now), so it is not trusted forever.
 After the old key was retired there is nothing to undo: finish the rotation with run.`
 
 func newRunCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
@@ -120,6 +129,7 @@ func (o *RunOptions) AddFlags(cmd *cobra.Command) {
 	f.BoolVarP(&o.Yes, "yes", "y", false, "do not ask for confirmation (scripts)")
 	f.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "how long to wait for each rollout before stopping (the rotation resumes on the next run)")
 	f.BoolVar(&o.Local, "local", false, "rotate from this machine even when the release's chart has the rotation hook Jobs")
+	f.BoolVar(&o.Emergency, "emergency", false, "a key leaked: in any phase, add a fresh key, roll out, promote, roll out, then retire EVERY other version at once — their live tokens are rejected (needs --reason; runs from this machine)")
 	f.StringVar(&o.Chart, "chart", "", "hook path: the chart to upgrade with (path, URL or repo/name) instead of the release's stored chart")
 }
 
@@ -163,6 +173,9 @@ func (o *RunOptions) Validate() error {
 	}
 	if o.overrides.Consumers, err = rotation.ParseConsumers(strings.Join(o.Consumers, ",")); err != nil {
 		return exitcode.Withf(exitcode.Usage, "--consumer: %v", err)
+	}
+	if o.Emergency && (o.mode != "run" || strings.TrimSpace(o.Reason) == "" || o.TTL != "" || o.Chart != "") {
+		return exitcode.Withf(exitcode.Usage, "--emergency goes with run and --reason \"...\" (recorded with the rotation), and takes no --ttl or --chart: it waits for no TTL and runs from this machine")
 	}
 	if o.Force && strings.TrimSpace(o.Reason) == "" {
 		return exitcode.Withf(exitcode.Usage, "--force needs --reason \"...\" (it is recorded with the rotation)")
@@ -212,14 +225,21 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		HolderAlive: holderAlive, Rand: rand.Reader, Out: o.streams.Out, RolloutTimeout: o.Timeout, Poll: time.Second,
 		NewRotationID: newRotationID, Seen: obs.secret,
 	}
+	if o.Emergency {
+		engine.Emergency = strings.TrimSpace(o.Reason)
+		fmt.Fprintln(o.streams.Out, emergencyCost(obs.state, obs.keyring, strings.TrimSpace(o.Reason)))
+	}
 	if !o.Yes {
 		if !o.isTerminal() {
 			return exitcode.Withf(exitcode.Usage, "not a terminal, so nobody can confirm: review with `rotate-key plan %s` and rerun with --yes", o.Release)
 		}
 		d := rotation.Next(obs.state, obs.now, o.mode == "run", o.Force)
 		what := fmt.Sprintf("%s — %s", d.Step, d.Reason)
-		if o.mode == "abort" {
+		switch {
+		case o.mode == "abort":
 			what = "abort rotation " + obs.state.RotationID
+		case o.Emergency && rotation.EmergencyPending(obs.state, strings.TrimSpace(o.Reason)):
+			what = "EMERGENCY rotation (" + o.Reason + "), cost above"
 		}
 		fmt.Fprintf(o.streams.Out, "Keyring %s/%s: %s. Next: %s\nTTL %s (%s); consumers: %s\nProceed? [y/N] ",
 			o.namespace, o.Secret, obs.state, what, obs.config.TTL, obs.config.TTLSource, obs.config.ConsumersSource)
@@ -260,10 +280,28 @@ func (o *RunOptions) observe(ctx context.Context) (*observation, release.Rotatio
 // hookPath reports whether this run goes through the release's hook Jobs: a run or retire (an abort is always
 // local) of a release whose last render has them, unless --local.
 func (o *RunOptions) hookPath(obs *observation) (release.RotationHooks, bool) {
-	if o.Local || o.mode == "abort" || obs.record == nil {
+	if o.Local || o.Emergency || o.mode == "abort" || obs.record == nil {
 		return release.RotationHooks{}, false
 	}
 	return release.FindRotationHooks(obs.record)
+}
+
+// emergencyCost states, before anything changes, what an emergency rotation costs: the versions it will retire and
+// so every live token signed with them that will be rejected.
+func emergencyCost(st rotation.State, k *keyring.Keyring, reason string) string {
+	if k == nil {
+		return ""
+	}
+	if !rotation.EmergencyPending(st, reason) {
+		return fmt.Sprintf("Emergency rotation %s (%s) is in progress or has run (%s): resuming it, never starting a second one for the same reason.", st.RotationID, st.Emergency, st.Phase)
+	}
+	kids := make([]string, 0, len(k.Keys))
+	for _, v := range k.Versions() {
+		kids = append(kids, keyring.Kid(v))
+	}
+	return fmt.Sprintf("EMERGENCY ROTATION — cost: a fresh %s is added and rolled out, then promoted and rolled out; then %s are removed at once.\n"+
+		"Every live token signed with %s is REJECTED from that moment (a few minutes from now): clients must get a new token.",
+		keyring.Kid(k.Newest()+1), strings.Join(kids, ", "), strings.Join(kids, " or "))
 }
 
 // confirmed reads one answer line: only y or yes proceeds.

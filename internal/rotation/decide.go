@@ -21,7 +21,73 @@ const (
 	StepRetire Step = "retire"
 	// StepNothing: no rotation in progress and none due (or not asked for).
 	StepNothing Step = "nothing"
+	// StepEmergency starts an emergency rotation in any phase: it adds v(highest+1) beside every present version
+	// and moves to KeyAdded; the rotation in progress, if any, is superseded (its versions are retired with the rest).
+	StepEmergency Step = "emergency-add-key"
 )
+
+// Timing rules, each written once: the engine, status, check, remind and the runbook's manual path use these.
+const (
+	// ClockSkewMargin is added to the TTL when the retirement time is computed: a verifier whose clock runs behind
+	// the signer's, or that allows some leeway on exp, accepts a token a little past exp.
+	ClockSkewMargin = 60 * time.Second
+	// OverdueGrace is how long past its time a retirement or the next rotation may wait before `check` calls it
+	// overdue (a scheduled run picks it up within a day).
+	OverdueGrace = 24 * time.Hour
+	// StuckAfter is how long a rollout phase may sit unfinished before `check` calls the rotation stopped half-way.
+	StuckAfter = time.Hour
+)
+
+// RetireAfter is when tokens signed with the outgoing version have all expired: the moment no signer uses it any
+// more (the post-promotion rollout finished at rolledOut) plus the TTL plus the clock-skew margin, in whole
+// seconds rounded up (annotations store whole seconds: never early).
+func RetireAfter(rolledOut time.Time, ttl time.Duration) time.Time {
+	t := rolledOut.Add(ttl).Add(ClockSkewMargin)
+	if t.Truncate(time.Second).Equal(t) {
+		return t
+	}
+	return t.Truncate(time.Second).Add(time.Second)
+}
+
+// NextRotationDue is when the next rotation is due: one interval after the new key went into service
+// (promoted-at), but never before the day after the old key may be retired (retire-after + OverdueGrace) or the day
+// after the rotation finished — so that with an interval equal to the TTL the next rotation is due right after this
+// one can finish, and `check` is green right after a finish. finished is zero while the rotation waits.
+func NextRotationDue(s State, interval time.Duration, finished time.Time) time.Time {
+	due := s.PromotedAt.Add(interval)
+	if r := s.RetireAfter.Add(OverdueGrace); !s.RetireAfter.IsZero() && r.After(due) {
+		due = r
+	}
+	if f := finished.Add(OverdueGrace); !finished.IsZero() && f.After(due) {
+		due = f
+	}
+	return due.UTC().Truncate(time.Second)
+}
+
+// Overdue says why the keyring is overdue at now, or "" when it is not: the next rotation past due, a retirement
+// left undone a day after it could have run, or a rollout phase unfinished for an hour.
+func Overdue(s State, now time.Time) string {
+	switch {
+	case s.Phase == Idle && !s.NextRotationDue.IsZero() && now.After(s.NextRotationDue):
+		return fmt.Sprintf("the next rotation was due %s (%s ago)", s.NextRotationDue.UTC().Format(time.RFC3339), now.Sub(s.NextRotationDue).Round(time.Minute))
+	case s.Phase == Waiting && now.After(s.RetireAfter.Add(OverdueGrace)):
+		return fmt.Sprintf("v%d could be retired since %s and is still trusted", s.From, s.RetireAfter.UTC().Format(time.RFC3339))
+	case s.InProgress() && s.Phase != Waiting && !s.TransitionAt.IsZero() && now.After(s.TransitionAt.Add(StuckAfter)):
+		return fmt.Sprintf("rotation %s has been in phase %s since %s: a run stopped half-way", s.RotationID, s.Phase, s.TransitionAt.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// EmergencyPending reports whether an emergency rotation for reason must start now: yes, in any phase, unless an
+// emergency rotation is in progress (the run resumes it) or the last one had the same reason. So a command pasted
+// twice never starts a second emergency, which would reject the tokens of the first one's fresh key; a new leak
+// is a new incident with its own reason.
+func EmergencyPending(s State, reason string) bool {
+	if s.InProgress() && s.Emergency != "" {
+		return false
+	}
+	return s.Emergency != reason
+}
 
 // RolloutName labels the rollout of a phase: the restart annotation's value is "<rotation id>/<name>", so
 // re-running a rollout after a crash patches the same value again and restarts nobody twice.
@@ -59,11 +125,17 @@ func Next(s State, now time.Time, startRequested, force bool) Decision {
 	case Promoted:
 		return Decision{Step: StepRollout, Reason: fmt.Sprintf("v%d is active: restart the consumers so no signer keeps using v%d", s.To, s.From)}
 	case Waiting:
+		if s.Emergency != "" { // a leaked key: its tokens are rejected now, that is the point
+			return Decision{Step: StepRetire, Reason: fmt.Sprintf("emergency rotation (%s): v%d is active everywhere; retire every other version now", s.Emergency, s.To)}
+		}
 		if now.Before(s.RetireAfter) {
 			return Decision{Step: StepWaitTTL, Until: s.RetireAfter, Reason: fmt.Sprintf("tokens signed with v%d may be valid until %s (last pre-promotion pod gone + TTL)", s.From, s.RetireAfter.UTC().Format(time.RFC3339))}
 		}
 		return Decision{Step: StepRetire, Reason: fmt.Sprintf("every token signed with v%d has expired (retire-after %s passed)", s.From, s.RetireAfter.UTC().Format(time.RFC3339))}
 	case Retired:
+		if s.Emergency != "" {
+			return Decision{Step: StepRollout, Reason: fmt.Sprintf("every version but v%d is removed: restart the consumers so no running process still trusts a leaked one", s.To)}
+		}
 		return Decision{Step: StepRollout, Reason: fmt.Sprintf("v%d is removed: restart the consumers so no running process still trusts it", s.From)}
 	case Reverted:
 		return Decision{Step: StepRollout, Reason: fmt.Sprintf("the rotation was aborted and v%d is active again: restart the consumers so no signer keeps using v%d", s.From, s.To)}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -60,6 +61,10 @@ type Engine struct {
 	TakeOver bool
 	// Force starts a rotation before it is due.
 	Force bool
+	// Emergency, when set, is the reason for an emergency rotation of a leaked key: in any phase, unless an
+	// emergency rotation is already in progress, the run adds a fresh version and, once it is active everywhere,
+	// retires every other version at once (their live tokens are rejected: the cost of a leak).
+	Emergency string
 	// HolderAlive tells whether another lease holder still runs (nil: assume it does).
 	HolderAlive func(holder string) bool
 	// Rand is the key source (crypto/rand.Reader).
@@ -125,7 +130,9 @@ func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
 		if acted && st.Phase == Idle {
 			d = Decision{Step: StepNothing, Reason: "rotation finished", Until: st.NextRotationDue}
 		}
-		if startRequested && !acted && !start && st.Phase == Idle {
+		if e.Emergency != "" && !acted && EmergencyPending(st, e.Emergency) {
+			d = Decision{Step: StepEmergency, Reason: fmt.Sprintf("emergency rotation (%s): add a fresh key; once it is active everywhere every other version is retired at once", e.Emergency)}
+		} else if startRequested && !acted && !start && st.Phase == Idle {
 			d = Decision{Step: StepNothing, Reason: fmt.Sprintf("rotation %s was requested and has already run (finished %s)", e.Request, st.FinishedAt.UTC().Format(time.RFC3339)), Until: st.NextRotationDue}
 		}
 		res := Result{State: st, Keyring: k, Decision: d}
@@ -195,6 +202,19 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 		change, reason = c, "KeyAdded"
 		next = State{Phase: KeyAdded, RotationID: rotationID, From: k.Active, To: v, StartedAt: now, TransitionAt: now, Actor: e.Actor, NextRotationDue: st.NextRotationDue}
 		msg = fmt.Sprintf("added %s; active stays %s (rotation %s)", keyring.Kid(v), keyring.Kid(k.Active), rotationID)
+	case StepEmergency:
+		rotationID = e.NewRotationID(now)
+		c, v, err := k.Add(e.Rand)
+		if err != nil {
+			return err
+		}
+		change, reason = c, "EmergencyKeyAdded"
+		next = State{Phase: KeyAdded, RotationID: rotationID, From: k.Active, To: v, StartedAt: now, TransitionAt: now, Actor: e.Actor,
+			NextRotationDue: st.NextRotationDue, Emergency: e.Emergency}
+		msg = fmt.Sprintf("emergency (%s): added %s; active stays %s until it is known everywhere (rotation %s)", e.Emergency, keyring.Kid(v), keyring.Kid(k.Active), rotationID)
+		if st.InProgress() {
+			msg += fmt.Sprintf("; supersedes rotation %s (%s)", st.RotationID, st.Phase)
+		}
 	case StepPromote:
 		c, err := k.Promote(st.To)
 		if err != nil {
@@ -212,13 +232,13 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 		for _, c := range consumers {
 			pinned = append(pinned, c.Pinned...)
 		}
-		c, err := k.Remove(st.From, pinned)
+		c, err := retire(k, st, pinned)
 		if err != nil {
 			return err
 		}
 		change, reason, next = c, "KeyRetired", st
 		next.Phase, next.RetiredAt, next.TransitionAt = Retired, now, now
-		msg = fmt.Sprintf("removed %s; active %s (rotation %s)", keyring.Kid(st.From), keyring.Kid(st.To), st.RotationID)
+		msg = fmt.Sprintf("%s; active %s (rotation %s)", c.Summary, keyring.Kid(st.To), st.RotationID)
 	case StepRollout:
 	default:
 		return fmt.Errorf("internal error: no action for step %s", d.Step)
@@ -278,7 +298,13 @@ func (e *Engine) Abort(ctx context.Context) (Result, error) {
 			next = State{Phase: Idle, RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, FinishedAt: now, TransitionAt: now,
 				Actor: e.Actor, NextRotationDue: st.NextRotationDue}
 			reason, msg = "RotationAborted", fmt.Sprintf("rotation %s aborted before the promotion: removed %s; active stays %s", st.RotationID, keyring.Kid(st.To), keyring.Kid(st.From))
-		case Promoted, Waiting:
+		case Waiting:
+			if st.Aborted() {
+				res.Decision = Decision{Step: StepNothing, Reason: fmt.Sprintf("rotation %s was already aborted: %s is active and %s is retired after %s", st.RotationID, keyring.Kid(st.To), keyring.Kid(st.From), st.RetireAfter.UTC().Format(time.RFC3339))}
+				return res, nil
+			}
+			fallthrough
+		case Promoted:
 			if change, err = k.Promote(st.From); err != nil {
 				return res, err
 			}
@@ -382,20 +408,60 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 	case KeyAdded:
 		next.Phase, reason, msg = RolledOut, "ConsumersRestarted", fmt.Sprintf("every consumer restarted after %s was added (%d workloads)", keyring.Kid(st.To), len(consumers))
 	case Promoted:
-		// The server's Date header has whole seconds and the annotation stores whole seconds: round up, never early.
-		next.Phase, next.RetireAfter, next.TTLUsed = Waiting, now.Add(e.Config.TTL).Add(2*time.Second).Truncate(time.Second), e.Config.TTL
-		reason, msg = "ConsumersRestarted", fmt.Sprintf("no pod from before the promotion of %s is left; %s can be retired after %s (TTL %s, %s)",
-			keyring.Kid(st.To), keyring.Kid(st.From), next.RetireAfter.UTC().Format(time.RFC3339), e.Config.TTL, e.Config.TTLSource)
+		next.Phase, next.RetireAfter, next.TTLUsed = Waiting, RetireAfter(now, e.Config.TTL), e.Config.TTL
+		if st.Emergency != "" { // the leaked versions' tokens are rejected now: no TTL to wait for
+			next.RetireAfter, next.TTLUsed = now.Truncate(time.Second), 0
+		}
+		next.NextRotationDue = NextRotationDue(next, e.Config.Interval, time.Time{})
+		reason, msg = "ConsumersRestarted", fmt.Sprintf("no pod from before the promotion of %s is left; %s can be retired after %s (TTL %s, %s, + %s clock-skew margin)",
+			keyring.Kid(st.To), keyring.Kid(st.From), next.RetireAfter.UTC().Format(time.RFC3339), e.Config.TTL, e.Config.TTLSource, ClockSkewMargin)
+		if st.Emergency != "" {
+			msg = fmt.Sprintf("no pod from before the emergency promotion of %s is left; every other version is retired now (%s)", keyring.Kid(st.To), st.Emergency)
+		}
 	case Reverted:
-		next = State{Phase: Idle, RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, FinishedAt: now, TransitionAt: now,
-			Actor: st.Actor, NextRotationDue: st.NextRotationDue}
-		reason, msg = "RotationAborted", fmt.Sprintf("rotation %s aborted: active %s; %s kept because tokens may be signed with it", st.RotationID, keyring.Kid(st.From), keyring.Kid(st.To))
+		// The aborted version signed tokens until now: it becomes the outgoing version of a rotation back to the
+		// old one, retired after the TTL like any other (so it is not trusted forever).
+		next = State{Phase: Waiting, RotationID: st.RotationID, From: st.To, To: st.From, StartedAt: st.StartedAt, PromotedAt: st.TransitionAt,
+			RetireAfter: RetireAfter(now, e.Config.TTL), TTLUsed: e.Config.TTL, TransitionAt: now, Actor: st.Actor}
+		next.NextRotationDue = NextRotationDue(next, e.Config.Interval, time.Time{})
+		reason, msg = "RotationAborted", fmt.Sprintf("rotation %s aborted: active %s; %s stays until every token signed with it has expired and can be retired after %s (TTL %s, %s)",
+			st.RotationID, keyring.Kid(st.From), keyring.Kid(st.To), next.RetireAfter.UTC().Format(time.RFC3339), e.Config.TTL, e.Config.TTLSource)
 	case Retired:
-		next = State{Phase: Idle, RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, PromotedAt: st.PromotedAt,
-			RetiredAt: st.RetiredAt, FinishedAt: now, TransitionAt: now, Actor: st.Actor, NextRotationDue: st.PromotedAt.Add(e.Config.Interval)}
+		next = State{Phase: Idle, RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, PromotedAt: st.PromotedAt, RetireAfter: st.RetireAfter,
+			RetiredAt: st.RetiredAt, FinishedAt: now, TransitionAt: now, Actor: st.Actor, Emergency: st.Emergency}
+		next.NextRotationDue = NextRotationDue(next, e.Config.Interval, now)
 		reason, msg = "RotationFinished", fmt.Sprintf("rotation %s finished: active %s; next rotation due %s", st.RotationID, keyring.Kid(st.To), next.NextRotationDue.UTC().Format(time.RFC3339))
 	}
 	return e.write(ctx, secret, keyring.Change{}, next, reason, msg)
+}
+
+// retire is the retirement's data change: the outgoing version, or, in an emergency rotation, every version but the
+// new active one (a leaked Secret exposed all of them). Pinned versions and the active one are never removed.
+func retire(k *keyring.Keyring, st State, pinned []string) (keyring.Change, error) {
+	outgoing := []int{st.From}
+	if st.Emergency != "" {
+		outgoing = outgoing[:0]
+		for _, v := range k.Versions() {
+			if v != st.To {
+				outgoing = append(outgoing, v)
+			}
+		}
+	}
+	var all keyring.Change
+	var removed []string
+	for _, v := range outgoing {
+		if _, present := k.Keys[v]; !present && st.Emergency != "" {
+			continue
+		}
+		c, err := k.Remove(v, pinned)
+		if err != nil {
+			return keyring.Change{}, err
+		}
+		all.Delete = append(all.Delete, c.Delete...)
+		removed = append(removed, keyring.Kid(v))
+	}
+	all.Summary = "removed " + strings.Join(removed, ", ")
+	return all, nil
 }
 
 // write applies a data change and the next state (plus the renewed lease, or its release when the rotation goes

@@ -157,3 +157,38 @@ func TestResolveConfigPrecedence(t *testing.T) {
 		t.Fatalf("interval and consumers: %+v %v", c, err)
 	}
 }
+
+// The next rotation is due one interval after the promotion, never before the day after retire-after or after the
+// finish: with an interval equal to the TTL, `check` is green right after a finish, and due the day after.
+func TestNextRotationDueAndOverdue(t *testing.T) {
+	ttl := 90 * 24 * time.Hour
+	promoted := t0
+	waiting := State{Phase: Waiting, RotationID: "r", From: 1, To: 2, PromotedAt: promoted, RetireAfter: RetireAfter(promoted.Add(time.Minute), ttl)}
+	if got, want := waiting.RetireAfter, promoted.Add(time.Minute+ttl+ClockSkewMargin); !got.Equal(want) {
+		t.Fatalf("retire-after %s, want %s (TTL + clock-skew margin)", got, want)
+	}
+	due := NextRotationDue(waiting, ttl, time.Time{})
+	if want := waiting.RetireAfter.Add(OverdueGrace); !due.Equal(want) {
+		t.Fatalf("due while waiting %s, want %s (retire-after + grace)", due, want)
+	}
+	finished := waiting.RetireAfter.Add(10 * time.Minute)
+	idle := State{Phase: Idle, RotationID: "r", From: 1, To: 2, PromotedAt: promoted, RetireAfter: waiting.RetireAfter, FinishedAt: finished}
+	idle.NextRotationDue = NextRotationDue(idle, ttl, finished)
+	if reason := Overdue(idle, finished.Add(time.Second)); reason != "" {
+		t.Fatalf("right after a good finish nothing is overdue, got %q", reason)
+	}
+	if reason := Overdue(idle, idle.NextRotationDue.Add(time.Second)); reason == "" {
+		t.Fatal("past the due date the next rotation is overdue")
+	}
+	late := finished.Add(30 * 24 * time.Hour)
+	if d := NextRotationDue(idle, ttl, late); !d.Equal(late.Add(OverdueGrace)) {
+		t.Fatalf("a late finish gives a day: %s", d)
+	}
+	short := NextRotationDue(State{PromotedAt: promoted, RetireAfter: RetireAfter(promoted, time.Hour)}, 90*24*time.Hour, time.Time{})
+	if !short.Equal(promoted.Add(90 * 24 * time.Hour)) {
+		t.Fatalf("with a short TTL the interval decides: %s", short)
+	}
+	if got := RetireAfter(t0.Add(300*time.Millisecond), time.Minute); !got.Equal(t0.Add(2*time.Minute + time.Second)) {
+		t.Fatalf("retire-after rounds up to whole seconds: %s", got)
+	}
+}

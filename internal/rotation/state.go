@@ -34,6 +34,9 @@ const (
 	AnnoActor           = Prefix + "actor"
 	AnnoTTLUsed         = Prefix + "ttl-seconds-used"
 	AnnoLease           = Prefix + "lease"
+	// AnnoEmergency marks an emergency rotation (a leaked key) with its reason: it retires every version but the
+	// new one as soon as the new one is active everywhere, without waiting for the TTL.
+	AnnoEmergency = Prefix + "emergency"
 )
 
 // Phase is where a rotation stands. Every transition between phases is one write of the Secret, guarded by its
@@ -76,7 +79,13 @@ type State struct {
 	TransitionAt    time.Time
 	Actor           string
 	TTLUsed         time.Duration
+	// Emergency is the reason of an emergency rotation ("" for a scheduled one).
+	Emergency string
 }
+
+// Aborted reports whether the rotation is a rotation back after an abort past the promotion: the outgoing version
+// (From) is then the newer one, kept until its tokens expire. A forward rotation always adds a newer To.
+func (s State) Aborted() bool { return s.From > s.To }
 
 // InProgress reports whether a rotation has started and not finished.
 func (s State) InProgress() bool { return s.Phase != Idle }
@@ -104,6 +113,7 @@ func ParseState(annotations map[string]string) (State, error) {
 	var err error
 	s.RotationID = annotations[AnnoRotationID]
 	s.Actor = annotations[AnnoActor]
+	s.Emergency = annotations[AnnoEmergency]
 	for key, dst := range map[string]*int{AnnoFrom: &s.From, AnnoTo: &s.To} {
 		if v, ok := annotations[key]; ok && err == nil {
 			n, ok := parseKid(v)
@@ -159,6 +169,7 @@ func (s State) Annotations() map[string]string {
 		AnnoFrom: kid(s.From), AnnoTo: kid(s.To), AnnoStartedAt: t(s.StartedAt), AnnoPromotedAt: t(s.PromotedAt),
 		AnnoRetireAfter: t(s.RetireAfter), AnnoRetiredAt: t(s.RetiredAt), AnnoFinishedAt: t(s.FinishedAt),
 		AnnoNextRotationDue: t(s.NextRotationDue), AnnoTransitionAt: t(s.TransitionAt), AnnoActor: s.Actor, AnnoTTLUsed: ttl,
+		AnnoEmergency: s.Emergency,
 	}
 }
 
@@ -185,6 +196,9 @@ func (s State) String() string {
 			return "Idle"
 		}
 		return "Idle, next rotation due " + s.NextRotationDue.UTC().Format(time.RFC3339)
+	}
+	if s.Emergency != "" {
+		return fmt.Sprintf("%s (emergency rotation %s, v%d -> v%d)", s.Phase, s.RotationID, s.From, s.To)
 	}
 	return fmt.Sprintf("%s (rotation %s, v%d -> v%d)", s.Phase, s.RotationID, s.From, s.To)
 }

@@ -231,7 +231,7 @@ func TestCrashSafety(t *testing.T) {
 			toWaiting(t, p, h, kc, ns)
 			retireDue(t, ns)
 		}, 1, "Idle keys=active,key.v2 active=v2"},
-		{"abort", []string{"abort", "app", "--yes", "--timeout", "2m"}, toWaiting, 1, "Idle keys=active,key.v1,key.v2 active=v1"},
+		{"abort", []string{"abort", "app", "--yes", "--timeout", "2m"}, toWaiting, 1, "Waiting keys=active,key.v1,key.v2 active=v1"},
 	}
 	total := 0
 	for _, seg := range segments {

@@ -1,0 +1,142 @@
+package rotation_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+	"github.com/tracebloc/helm-rotate-key/internal/kube"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+)
+
+// simEngine is one run's engine on the simulation (steps limits it, as a hook Job is limited).
+func simEngine(s *sim, id string, steps ...rotation.Step) *rotation.Engine {
+	cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}}
+	return &rotation.Engine{
+		Cluster: cluster, Config: rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
+		Holder: "sim", Actor: "sim", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
+		NewRotationID: func(time.Time) string { return id },
+		LocalNow:      func() time.Time { return s.now },
+		Sleep:         func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
+		Steps:         steps,
+	}
+}
+
+// An emergency rotation, started in any phase, ends with the fresh key alone and active, rejects no token signed
+// with it, and rejects every token of the exposed versions once they are retired.
+func TestEmergencyRotationInEveryPhase(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		phase   rotation.Phase
+		prepare func(t *testing.T, s *sim)
+		fresh   string // the emergency's new version
+	}{
+		{rotation.Idle, func(*testing.T, *sim) {}, "v2"},
+		{rotation.KeyAdded, func(t *testing.T, s *sim) {
+			if _, err := simEngine(s, "r1", rotation.StepStart).Run(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+		}, "v3"},
+		{rotation.Waiting, func(t *testing.T, s *sim) {
+			if res, err := simEngine(s, "r1").Run(ctx, true); err != nil || res.Decision.Step != rotation.StepWaitTTL {
+				t.Fatalf("to Waiting: %v %+v", err, res.Decision)
+			}
+		}, "v3"},
+	} {
+		t.Run(string(tc.phase), func(t *testing.T) {
+			s := newSim(t, 42)
+			s.advance(3 * time.Second)
+			tc.prepare(t, s)
+			if st, _ := rotation.ParseState(s.mustSecret().Annotations); st.Phase != tc.phase {
+				t.Fatalf("prepared phase %s, want %s", st.Phase, tc.phase)
+			}
+			before := map[string]int{}
+			for kid, n := range s.rejectedKid {
+				before[kid] = n
+			}
+			e := simEngine(s, "leak")
+			e.Emergency = "INC-1 key leaked"
+			res, err := e.Run(ctx, true)
+			if err != nil || res.State.Phase != rotation.Idle || res.State.Emergency != "INC-1 key leaked" {
+				t.Fatalf("the emergency must finish in one run, without a TTL wait: %v %+v", err, res.State)
+			}
+			data := s.secretData()
+			if got := keyring.DataKeys(data); got != "active,key."+tc.fresh || string(data["active"]) != tc.fresh {
+				t.Fatalf("every exposed version must be gone and %s active: %s active %s", tc.fresh, got, data["active"])
+			}
+			s.advance(simTTL + 5*time.Second)
+			if s.rejectedKid[tc.fresh] > 0 {
+				t.Fatalf("%d tokens signed with the fresh key %s rejected", s.rejectedKid[tc.fresh], tc.fresh)
+			}
+			// Tokens of the exposed versions are rejected (that is the point); before the emergency none was.
+			if len(before) > 0 {
+				t.Fatalf("tokens rejected before the emergency: %v", before)
+			}
+			// The same command pasted again starts nothing: a second emergency would reject the fresh key's tokens.
+			rv := s.mustSecret().ResourceVersion
+			again := simEngine(s, "leak2")
+			again.Emergency = "INC-1 key leaked"
+			if res, err := again.Run(ctx, true); err != nil || s.mustSecret().ResourceVersion != rv {
+				t.Fatalf("the same emergency run again must write nothing: %v %+v", err, res.Decision)
+			}
+			// A new incident is a new emergency.
+			again.Emergency = "INC-2 leaked again"
+			if res, err := again.Run(ctx, true); err != nil || res.State.Phase != rotation.Idle || res.State.Emergency != "INC-2 leaked again" {
+				t.Fatalf("a new incident must rotate again: %v %+v", err, res.State)
+			}
+		})
+	}
+}
+
+// Aborting after the promotion is a rotation back: v(N+1) signed tokens, so it stays until they expire and is
+// then retired by the next run; no live token is rejected on the way.
+func TestAbortAfterPromotionRetiresTheAbortedVersionAfterTheTTL(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t, 5)
+	s.advance(2 * time.Second)
+	if res, err := simEngine(s, "r1").Run(ctx, true); err != nil || res.State.Phase != rotation.Waiting {
+		t.Fatalf("to Waiting: %v %+v", err, res.State)
+	}
+	s.advance(3 * time.Second)
+	res, err := simEngine(s, "r1").Abort(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.State
+	if st.Phase != rotation.Waiting || st.From != 2 || st.To != 1 || string(s.secretData()["active"]) != "v1" || !st.RetireAfter.After(s.now.Add(simTTL)) {
+		t.Fatalf("after the abort v1 must be active and v2 wait for its TTL: %+v active %s", st, s.secretData()["active"])
+	}
+	if res, err = simEngine(s, "r1").Run(ctx, true); err != nil || res.Decision.Step != rotation.StepWaitTTL {
+		t.Fatalf("before the TTL the aborted v2 must stay: %v %+v", err, res.Decision)
+	}
+	s.wait(st.RetireAfter.Sub(s.now) + time.Second)
+	if res, err = simEngine(s, "r1").Run(ctx, true); err != nil || res.State.Phase != rotation.Idle {
+		t.Fatalf("after the TTL the run must retire v2 and finish: %v %+v", err, res.State)
+	}
+	if got := keyring.DataKeys(s.secretData()); got != "active,key.v1" {
+		t.Fatalf("the aborted v2 must be retired: %s", got)
+	}
+	s.advance(simTTL + 5*time.Second)
+	if s.rejected > 0 {
+		t.Fatalf("%d unexpired tokens rejected (%v)", s.rejected, s.rejectedKid)
+	}
+}
+
+// An abort run again after it finished changes nothing: it must not promote the aborted version again.
+func TestAbortTwiceIsAbortOnce(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t, 9)
+	s.advance(2 * time.Second)
+	if _, err := simEngine(s, "r1").Run(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := simEngine(s, "r1").Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rv := s.mustSecret().ResourceVersion
+	res, err := simEngine(s, "r1").Abort(ctx)
+	if err != nil || s.mustSecret().ResourceVersion != rv || string(s.secretData()["active"]) != "v1" {
+		t.Fatalf("a second abort must write nothing: %v %+v active %s", err, res.Decision, s.secretData()["active"])
+	}
+}
