@@ -129,7 +129,7 @@ func Next(s State, now time.Time, startRequested, force bool) Decision {
 			return Decision{Step: StepRetire, Reason: fmt.Sprintf("emergency rotation (%s): v%d is active everywhere; retire every other version now", s.Emergency, s.To)}
 		}
 		if now.Before(s.RetireAfter) {
-			return Decision{Step: StepWaitTTL, Until: s.RetireAfter, Reason: fmt.Sprintf("tokens signed with v%d may be valid until %s (last pre-promotion pod gone + TTL)", s.From, s.RetireAfter.UTC().Format(time.RFC3339))}
+			return Decision{Step: StepWaitTTL, Until: s.RetireAfter, Reason: fmt.Sprintf("tokens signed with v%d may be valid until %s (last pre-promotion pod gone + TTL + clock-skew margin)", s.From, s.RetireAfter.UTC().Format(time.RFC3339))}
 		}
 		return Decision{Step: StepRetire, Reason: fmt.Sprintf("every token signed with v%d has expired (retire-after %s passed)", s.From, s.RetireAfter.UTC().Format(time.RFC3339))}
 	case Retired:

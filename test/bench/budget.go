@@ -151,11 +151,7 @@ var v6Response = regexp.MustCompile(`"Response" verb="[A-Z]+" url="`)
 // through the counter, on a release of its own. It returns kubectl's requests as the proxy saw them and the
 // number of responses in kubectl's own log.
 func manualRotation(ctx context.Context, env *clusterEnv, counter *testcluster.APICounter, dir string) ([]testcluster.APIRequest, int, error) {
-	text, err := os.ReadFile(filepath.Join(env.cluster.Root, testcluster.RunbookPath))
-	if err != nil {
-		return nil, 0, err
-	}
-	blocks, err := testcluster.ParseRunbook(string(text))
+	runbook, err := testcluster.LoadRunbook(env.cluster.Root)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -179,17 +175,12 @@ func manualRotation(ctx context.Context, env *clusterEnv, counter *testcluster.A
 	if err != nil {
 		return nil, 0, err
 	}
+	shell.PasteFirst(runbook.EveryShell)
 	counter.Take()
-	preparationEnds := firstPartLine(blocks)
-	for _, b := range blocks {
-		// The preparation (before Part A) and Part B: what an operator without the plugin runs for one rotation.
-		if b.Skip != "" || !(b.Line < preparationEnds || strings.HasPrefix(b.Section, "Part B")) {
-			continue
-		}
-		out, code, err := shell.Run(b)
-		if err != nil || code != b.Exit {
-			return nil, 0, fmt.Errorf("%s:%d: exit %d, want %d (%v)\n%s", testcluster.RunbookPath, b.Line, code, b.Exit, err, tailString(out, 600))
-		}
+	// What an operator without the plugin pastes for one rotation: B1, then "Where am I?" and the block it names
+	// after every block, each in a new shell, until the rotation is back in Idle.
+	if _, err := shell.Follow(runbook, "B1"); err != nil {
+		return nil, 0, fmt.Errorf("%v", tailString(err.Error(), 1200))
 	}
 	var kubectl []testcluster.APIRequest
 	for _, q := range counter.Take() {
@@ -204,15 +195,6 @@ func manualRotation(ctx context.Context, env *clusterEnv, counter *testcluster.A
 	return kubectl, len(v6Response.FindAll(data, -1)), nil
 }
 
-// firstPartLine is the line of the first block under a "Part" heading: the preparation is what comes before.
-func firstPartLine(blocks []testcluster.RunbookBlock) int {
-	for _, b := range blocks {
-		if strings.HasPrefix(b.Section, "Part ") {
-			return b.Line
-		}
-	}
-	return 0
-}
 
 // withoutPolling drops what a client does while it waits for a rollout — watches, pod lists, and the reads of a
 // workload after its restart patch — and returns the rest and how many were dropped.

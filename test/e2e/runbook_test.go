@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -12,92 +14,419 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
-// TestRunbookIsFollowableCold executes every shell block of the operator runbook, in order, against the
-// cluster-in-a-box: once for Part A (helm rotate-key) and once for Part B (kubectl by hand), each on its own
-// release of the example chart installed with a 60 s token TTL (the documented setting tokenTtlSeconds). Only the
-// placeholders <namespace> and <release> are substituted. Each pass must rotate v1 -> v2 and end with a valid
-// keyring holding only key.v2, active v2. A block marked skip is reported with its reason; every other block runs.
+// TestRunbookIsFollowableCold follows the operator runbook the way the ticket's acceptance test says: every block
+// pasted as is into a NEW bash (no `set -e`, nothing carried over but the block the runbook says to paste into
+// every new shell), against the cluster-in-a-box, on each keyring layout the runbook claims:
+//
+//	(a) the example chart (library, key.vN, Secret <release>-requests-proxy-admin, hook Jobs);
+//	(b) a chart without the library: lookup + keep, Secret <release>-requests-proxy-keys with v1/v2, an unrelated
+//	    Secret <release>-requests-proxy-admin, the TTL at requestsProxy.tokenTtlSeconds, volume consumers whose
+//	    pods carry only `app: <name>`;
+//	(c) a single signing key without versions (the runbook must stop and send the operator to MIGRATIONS).
+//
+// Part A runs on Helm 3 and Helm 4 (a); Part B on (a) and (b) by following "Where am I?" after every block (the
+// interruption test: each block's successor is found from the cluster alone, in a new shell). Out of order — the
+// retire block early, the add block twice, the promote block before the rollout, … — every mutating block must
+// refuse and leave the Secret byte-identical. The emergency blocks run in the Waiting phase, with the plugin and
+// by hand. Every block not marked skip must run in some pass; no output may contain key bytes.
 func TestRunbookIsFollowableCold(t *testing.T) {
-	text, err := os.ReadFile(filepath.Join(cluster.Root, testcluster.RunbookPath))
+	rb, err := testcluster.LoadRunbook(cluster.Root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks, err := testcluster.ParseRunbook(string(text))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var mu sync.Mutex
 	ran := map[int]bool{}
-	for _, pass := range []string{"Part A", "Part B"} {
-		t.Run(pass, func(t *testing.T) {
+	counts := map[string]int{}
+	for _, pass := range runbookPasses() {
+		t.Run(pass.name, func(t *testing.T) {
 			t.Parallel()
-			runRunbookPass(t, pass, blocks, ran)
+			p := newRunbookPass(t, rb, pass)
+			pass.run(t, p)
+			p.noKeyInOutputs(t)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, s := range p.steps {
+				ran[s.Block.Line] = true
+			}
+			counts[pass.name] = len(p.steps)
+			t.Logf("%s (layout %s, Helm %d): %d blocks pasted, each into a new shell", pass.name, pass.layout, pass.helm, len(p.steps))
 		})
 	}
 	t.Cleanup(func() {
 		var skipped []string
-		for _, b := range blocks {
+		for _, b := range rb.Blocks {
 			switch {
 			case b.Skip != "":
 				skipped = append(skipped, fmt.Sprintf("line %d (%s)", b.Line, b.Skip))
-			case !ran[b.Line] && !t.Failed():
-				t.Errorf("%s:%d: an unmarked block did not run", testcluster.RunbookPath, b.Line)
+			case !ran[b.Line] && !b.EveryShell && !t.Failed():
+				t.Errorf("%s:%d (%s): an unmarked block ran in no pass", testcluster.RunbookPath, b.Line, b.Section)
 			}
 		}
-		ranMu.Lock()
-		defer ranMu.Unlock()
-		t.Logf("runbook: %d shell blocks, %d run, %d skipped as marked: %s", len(blocks), len(ran), len(skipped), strings.Join(skipped, "; "))
+		names := make([]string, 0, len(counts))
+		for n, c := range counts {
+			names = append(names, fmt.Sprintf("%s=%d", n, c))
+		}
+		sort.Strings(names)
+		t.Logf("runbook: %d shell blocks; blocks pasted per pass: %s; skipped as marked: %s", len(rb.Blocks), strings.Join(names, " "), strings.Join(skipped, "; "))
 	})
 }
 
-var ranMu sync.Mutex
+type runbookPassSpec struct {
+	name   string
+	layout string // a, b or c
+	helm   int
+	run    func(t *testing.T, p *runbookPass)
+}
 
-func runRunbookPass(t *testing.T, pass string, blocks []testcluster.RunbookBlock, ran map[int]bool) {
-	ctx := context.Background()
-	h := newHelm(t, map[string]int{"Part A": 4, "Part B": 3}[pass])
-	ns := namespace(t, "runbook-"+strings.ToLower(strings.TrimPrefix(pass, "Part ")), nil)
-	const release = "requests-proxy"
-	if out, err := installExample(ctx, h, ns, release, "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"); err != nil {
-		t.Fatalf("install: %v\n%s", err, out)
+func runbookPasses() []runbookPassSpec {
+	return []runbookPassSpec{
+		{"part-a-helm3", "a", 3, partA},
+		{"part-a-helm4", "a", 4, partA},
+		{"part-b-example", "a", 3, partBFollowed},
+		{"part-b-plain-chart", "b", 4, partBFollowed},
+		{"single-key", "c", 3, singleKey},
+		{"out-of-order-abort-emergency", "a", 4, outOfOrder},
+		{"switch-plugin-and-hand", "a", 3, switchPaths},
+		{"emergency-plugin", "b", 3, emergencyPlugin},
 	}
-	// The operator's shell: helm (this Helm, plugin installed) and kubectl on PATH, KUBECONFIG set.
-	shell, err := testcluster.NewOperatorShell(t.TempDir(), h, cluster.Tools.Kubectl, cluster.Kubeconfig, ns, release)
+}
+
+// runbookPass is one release on one layout, and the operator's new shells for it.
+type runbookPass struct {
+	rb      *testcluster.Runbook
+	shell   *testcluster.OperatorShell
+	h       *testcluster.Helm
+	ns      string
+	release string
+	secret  string // the keyring Secret (layout c: the single-key Secret)
+	style   string // "key." or ""
+	steps   []testcluster.Step
+}
+
+func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec) *runbookPass {
+	ctx := context.Background()
+	p := &runbookPass{rb: rb, h: newHelm(t, spec.helm), ns: namespace(t, "runbook-"+spec.layout, nil), release: "requests-proxy"}
+	var out string
+	var err error
+	switch spec.layout {
+	case "a":
+		p.secret, p.style = p.release+"-requests-proxy-admin", "key."
+		out, err = installExample(ctx, p.h, p.ns, p.release, "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m")
+	case "b":
+		p.secret = p.release + "-requests-proxy-keys"
+		out, err = p.h.Run(ctx, "-n", p.ns, "install", p.release, runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--wait", "--timeout", "2m")
+	case "c":
+		p.secret = p.release + "-requests-proxy-admin"
+		out, err = p.h.Run(ctx, "-n", p.ns, "install", p.release, runbookChart("runbook-single-key"), "--wait", "--timeout", "2m")
+	}
+	if err != nil {
+		t.Fatalf("install layout %s: %v\n%s", spec.layout, err, out)
+	}
+	if p.shell, err = testcluster.NewOperatorShell(t.TempDir(), p.h, cluster.Tools.Kubectl, cluster.Kubeconfig, p.ns, p.release); err != nil {
+		t.Fatal(err)
+	}
+	p.shell.PasteFirst(rb.EveryShell)
+	return p
+}
+
+func runbookChart(name string) string { return filepath.Join(cluster.Root, "test", "e2e", "testdata", "charts", name) }
+
+// paste runs one block in a new shell and checks its exit code.
+func (p *runbookPass) paste(t *testing.T, b testcluster.RunbookBlock, wantExit int) string {
+	t.Helper()
+	out, code, err := p.shell.Run(b)
+	p.steps = append(p.steps, testcluster.Step{Block: b, Out: out, Code: code})
+	if err != nil || code != wantExit {
+		t.Fatalf("%s:%d (%s %s): exit %d, want %d (%v)\n--- output:\n%s", testcluster.RunbookPath, b.Line, b.Section, b.ID, code, wantExit, err, out)
+	}
+	if wantExit != 0 && b.Exit == 0 && !strings.Contains(out, "STOP: ") {
+		t.Fatalf("%s:%d (%s): a refusal must say STOP and what to do:\n%s", testcluster.RunbookPath, b.Line, b.ID, out)
+	}
+	return out
+}
+
+func (p *runbookPass) pasteID(t *testing.T, id string, wantExit int) string {
+	t.Helper()
+	b, err := p.rb.Block(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var outputs []string
-	count := 0
-	for _, b := range blocks {
-		if !b.InPass(pass) || b.Skip != "" {
+	return p.paste(t, b, wantExit)
+}
+
+// refused pastes a block that must refuse, and checks that the Secret did not change at all.
+func (p *runbookPass) refused(t *testing.T, id, why string) {
+	t.Helper()
+	before := p.snapshot(t)
+	out := p.pasteID(t, id, 1)
+	if after := p.snapshot(t); after != before {
+		t.Fatalf("block %s (%s) refused but changed the Secret:\nbefore %s\nafter  %s\n%s", id, why, before, after, out)
+	}
+}
+
+// follow pastes first, then "Where am I?" and the block it names, until Idle.
+func (p *runbookPass) follow(t *testing.T, first string) {
+	t.Helper()
+	steps, err := p.shell.Follow(p.rb, first)
+	p.steps = append(p.steps, steps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot is everything about the Secret a refusal must leave as it was: resourceVersion, data (as a digest),
+// annotations.
+func (p *runbookPass) snapshot(t *testing.T) string {
+	t.Helper()
+	s, err := cluster.Client.CoreV1().Secrets(p.ns).Get(context.Background(), p.secret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("rv=%s data=%s annotations=%v", s.ResourceVersion, dataDigest(s.Data), s.Annotations)
+}
+
+func dataDigest(data map[string][]byte) string {
+	names := make([]string, 0, len(data))
+	for k := range data {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, k := range names {
+		fmt.Fprintf(h, "%s=%x;", k, data[k])
+	}
+	return strings.Join(names, ",") + "@" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// expectKeyring checks the keyring's data keys, active version and phase.
+func (p *runbookPass) expectKeyring(t *testing.T, keys string, active int, phase rotation.Phase) rotation.State {
+	t.Helper()
+	s, err := cluster.Client.CoreV1().Secrets(p.ns).Get(context.Background(), p.secret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := keyring.Parse(p.ns+"/"+p.secret, s.Data)
+	if err != nil {
+		t.Fatalf("invalid keyring: %v", err)
+	}
+	st, err := rotation.ParseState(s.Annotations)
+	if err != nil {
+		t.Fatalf("the state the blocks wrote does not parse: %v", err)
+	}
+	if got := keyring.DataKeys(s.Data); got != keys || k.Active != active || st.Phase != phase {
+		t.Fatalf("keyring %s active v%d phase %s, want %s active v%d phase %s", got, k.Active, st.Phase, keys, active, phase)
+	}
+	if s.Annotations[rotation.AnnoLease] != "" && (phase == rotation.Idle || phase == rotation.Waiting) {
+		t.Fatalf("a lock was left behind in phase %s: %s", phase, s.Annotations[rotation.AnnoLease])
+	}
+	return st
+}
+
+// plugin runs helm rotate-key in the operator's environment (for checks between blocks).
+func (p *runbookPass) plugin(t *testing.T, wantExit int, args ...string) string {
+	t.Helper()
+	out, err := p.h.Run(context.Background(), append([]string{"-n", p.ns, "rotate-key"}, append(args, "--secret", p.secret)...)...)
+	if code := exitCode(err); code != wantExit {
+		t.Fatalf("helm rotate-key %s: exit %d, want %d\n%s", strings.Join(args, " "), code, wantExit, out)
+	}
+	return out
+}
+
+func (p *runbookPass) noKeyInOutputs(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{p.secret, p.release + "-requests-proxy-admin"} {
+		s, err := cluster.Client.CoreV1().Secrets(p.ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
 			continue
 		}
-		out, code, err := shell.Run(b)
-		outputs = append(outputs, out)
-		if err != nil || code != b.Exit {
-			t.Fatalf("%s:%d (%s, %s): exit %d, want %d (%v)\n%s\n--- output:\n%s", testcluster.RunbookPath, b.Line, pass, b.Section, code, b.Exit, err, shell.Substituted(b), out)
+		for k, v := range s.Data {
+			if k == "active" {
+				continue
+			}
+			for _, st := range p.steps {
+				if strings.Contains(st.Out, string(v)) {
+					t.Fatalf("the bytes of %s/%s appear in the output of block %s (line %d)", name, k, st.Block.ID, st.Block.Line)
+				}
+			}
 		}
-		count++
-		ranMu.Lock()
-		ran[b.Line] = true
-		ranMu.Unlock()
 	}
-	s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, release+"-requests-proxy-admin", metav1.GetOptions{})
+}
+
+// sectionBlocks are the blocks of a section (by heading prefix) in order, without the skipped ones.
+func (p *runbookPass) sectionBlocks(prefix string) []testcluster.RunbookBlock {
+	var out []testcluster.RunbookBlock
+	for _, b := range p.rb.Blocks {
+		if strings.HasPrefix(b.Section, prefix) && b.Skip == "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (p *runbookPass) preparation(t *testing.T) {
+	if p.style == "" { // layout (b): the TTL is not at tokenTtlSeconds, and the layout block says what to set
+		for _, b := range p.sectionBlocks("Which layout") {
+			out := p.paste(t, b, 1)
+			if !strings.Contains(out, "TTL_PATH") || !strings.Contains(out, "requestsProxy.tokenTtlSeconds") {
+				t.Fatalf("without TTL_PATH the layout block must stop and name the candidate path:\n%s", out)
+			}
+		}
+		p.refused(t, "B1", "no TTL known")
+		if err := p.shell.Fill("TTL_PATH", "requestsProxy.tokenTtlSeconds"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range p.sectionBlocks("Which layout") {
+		out := p.paste(t, b, 0)
+		if !strings.Contains(out, "keyring Secret:  "+p.ns+"/"+p.secret) || !strings.Contains(out, "layout OK") {
+			t.Fatalf("the layout block found the wrong keyring (want %s):\n%s", p.secret, out)
+		}
+	}
+	p.pasteID(t, "WHERE", 0)
+}
+
+// partA: the plugin's path, block by block in the text's order; the rehearsal's wait is block B4.
+func partA(t *testing.T, p *runbookPass) {
+	p.preparation(t)
+	for _, b := range p.sectionBlocks("Part A") {
+		if b.ID == "A5" {
+			p.pasteID(t, "B4", 0)
+		}
+		p.paste(t, b, b.Exit)
+	}
+	p.expectKeyring(t, "active,key.v2", 2, rotation.Idle)
+	p.pasteID(t, "WHERE", 0)
+}
+
+// partBFollowed: Part B by hand, each block found by "Where am I?" in a new shell after the one before.
+func partBFollowed(t *testing.T, p *runbookPass) {
+	var admin string
+	if p.style == "" {
+		admin = otherSecretDigest(t, p.ns, p.release+"-requests-proxy-admin")
+	}
+	p.preparation(t)
+	p.follow(t, "B1")
+	st := p.expectKeyring(t, "active,"+p.style+"v2", 2, rotation.Idle)
+	p.pasteID(t, "B6", 0)
+	// The plugin reads the manual rotation's state: green right after the finish, the right dates.
+	p.plugin(t, 0, "check", p.release)
+	if out := p.plugin(t, 0, "remind", p.release, "--ics", "-"); !strings.Contains(out, st.NextRotationDue.UTC().Format("20060102T150405Z")) {
+		t.Fatalf("remind after the finish must give the next due date %s:\n%s", st.NextRotationDue, out)
+	}
+	if st.NextRotationDue.Before(st.RetireAfter) || st.TTLUsed.Seconds() != 60 {
+		t.Fatalf("state after the manual finish: next due %s, retire-after %s, ttl used %s", st.NextRotationDue, st.RetireAfter, st.TTLUsed)
+	}
+	if admin != "" {
+		if now := otherSecretDigest(t, p.ns, p.release+"-requests-proxy-admin"); now != admin {
+			t.Fatalf("the unrelated Secret changed: %s -> %s", admin, now)
+		}
+	}
+}
+
+func otherSecretDigest(t *testing.T, ns, name string) string {
+	t.Helper()
+	s, err := cluster.Client.CoreV1().Secrets(ns).Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := keyring.Parse(ns+"/secret", s.Data)
-	if err != nil {
-		t.Fatalf("%s ended with an invalid keyring: %v", pass, err)
-	}
-	if got := keyring.DataKeys(s.Data); got != "active,key.v2" || k.Active != 2 {
-		t.Fatalf("%s must rotate v1 -> v2: data keys %s, active v%d", pass, got, k.Active)
-	}
-	for name, key := range s.Data {
-		if name != "active" && strings.Contains(strings.Join(outputs, "\n"), string(key)) {
-			t.Fatalf("%s: key %s appears in a block's output", pass, name)
+	return fmt.Sprintf("rv=%s %s %v", s.ResourceVersion, dataDigest(s.Data), s.Annotations)
+}
+
+// singleKey: the layout block stops and names the migration; no block changes anything.
+func singleKey(t *testing.T, p *runbookPass) {
+	for _, b := range p.sectionBlocks("Which layout") {
+		before := p.snapshot(t)
+		out := p.paste(t, b, 1)
+		if !strings.Contains(out, "docs/MIGRATIONS.md") || p.snapshot(t) != before {
+			t.Fatalf("a single-key layout must stop and point to docs/MIGRATIONS.md, changing nothing:\n%s", out)
 		}
 	}
-	t.Logf("%s: %d blocks run on Helm %d; the keyring went v1 -> v2 (%s)", pass, count, h.Major, keyring.DataKeys(s.Data))
+	p.refused(t, "WHERE", "single key")
+	p.refused(t, "B1", "single key")
+	p.refused(t, "EMERGENCY-B", "single key")
+}
+
+// outOfOrder: each mutating block pasted when it is not its turn refuses and changes nothing; then both aborts,
+// and the emergency by hand while the rotation waits for its TTL.
+func outOfOrder(t *testing.T, p *runbookPass) {
+	p.preparation(t)
+	p.refused(t, "B5", "retire with nothing to retire")
+	p.refused(t, "B2", "roll out with nothing to roll out")
+	p.pasteID(t, "B1", 0)
+	p.refused(t, "B1", "the add block twice")
+	p.refused(t, "B3", "promote before the rollout")
+	p.refused(t, "B5", "retire during the add")
+	p.refused(t, "ABORT-AFTER", "abort-after before the promotion")
+	p.pasteID(t, "ABORT-BEFORE", 0)
+	p.expectKeyring(t, "active,key.v1", 1, rotation.Idle)
+	p.pasteID(t, "B1", 0)
+	p.pasteID(t, "B2", 0)
+	p.refused(t, "B2", "the rollout twice")
+	p.pasteID(t, "B3", 0)
+	p.refused(t, "B3", "promote twice")
+	p.refused(t, "ABORT-BEFORE", "abort-before after the promotion")
+	p.pasteID(t, "B2", 0)
+	p.expectKeyring(t, "active,key.v1,key.v2", 2, rotation.Waiting)
+	p.refused(t, "B5", "retire before retire-after")
+	p.refused(t, "B1", "add while waiting")
+	p.pasteID(t, "ABORT-AFTER", 0)
+	p.pasteID(t, "B2", 0)
+	st := p.expectKeyring(t, "active,key.v1,key.v2", 1, rotation.Waiting)
+	if st.From != 2 || st.To != 1 {
+		t.Fatalf("after the abort v2 must wait to be retired: %+v", st)
+	}
+	p.plugin(t, 3, "run", p.release, "--yes", "--local")
+	p.refused(t, "ABORT-AFTER", "abort the abort")
+	p.refused(t, "EMERGENCY-B", "an emergency without LEAK_REASON")
+	p.shell.Env = append(p.shell.Env, "LEAK_REASON=INC-7: keyring Secret pasted into a ticket")
+	p.follow(t, "EMERGENCY-B")
+	st = p.expectKeyring(t, "active,key.v3", 3, rotation.Idle)
+	if st.Emergency == "" {
+		t.Fatal("the emergency was not recorded")
+	}
+	p.refused(t, "EMERGENCY-B", "the same emergency twice")
+}
+
+// switchPaths: a rotation started by hand, carried on with the plugin, retired by hand, finished by the plugin.
+func switchPaths(t *testing.T, p *runbookPass) {
+	p.preparation(t)
+	p.pasteID(t, "B1", 0)
+	for _, b := range p.sectionBlocks("Part A") {
+		if strings.Contains(b.Code, `rotate-key "$RELEASE" --secret "$SECRET" --yes`) && b.Exit == 3 {
+			p.paste(t, b, 3) // A2: the plugin rolls out, promotes, rolls out: Waiting
+			break
+		}
+	}
+	p.expectKeyring(t, "active,key.v1,key.v2", 2, rotation.Waiting)
+	if out := p.pasteID(t, "B4-CALENDAR", 0); !strings.Contains(out, "retire v1 of "+p.ns+"/"+p.secret+" after ") {
+		t.Fatalf("the calendar line must name the retirement:\n%s", out)
+	}
+	p.pasteID(t, "B4", 0)
+	p.pasteID(t, "B5", 0)
+	p.pasteID(t, "A5", 0)
+	p.expectKeyring(t, "active,key.v2", 2, rotation.Idle)
+	p.plugin(t, 0, "check", p.release)
+	p.pasteID(t, "B6", 0)
+}
+
+// emergencyPlugin: the plugin's emergency in the Waiting phase of a rotation done by hand on the plain chart.
+func emergencyPlugin(t *testing.T, p *runbookPass) {
+	p.preparation(t)
+	for _, id := range []string{"B1", "B2", "B3", "B2"} {
+		p.pasteID(t, id, 0)
+	}
+	p.expectKeyring(t, "active,v1,v2", 2, rotation.Waiting)
+	p.refused(t, "EMERGENCY-A", "an emergency without LEAK_REASON")
+	p.shell.Env = append(p.shell.Env, "LEAK_REASON=INC-9: laptop with kubeconfig stolen")
+	out := p.pasteID(t, "EMERGENCY-A", 0)
+	if !strings.Contains(out, "REJECTED") {
+		t.Fatalf("the plugin's emergency must state its cost:\n%s", out)
+	}
+	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
+	p.pasteID(t, "EMERGENCY-A", 0) // the same command pasted again: nothing more happens
+	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
 }
