@@ -25,7 +25,9 @@ func execute(t *testing.T, stdin string, env map[string]string, args ...string) 
 }
 
 func TestUsageErrorsExitTwo(t *testing.T) {
-	for _, args := range [][]string{{"release-a", "extra"}, {"run"}, {"run", "r", "--ttl", "soon"}, {"run", "r", "--force"}, {"run", "r", "--consumer", "Pod/x"}, {"--no-such-flag"}, {"status"}, {"status", "a", "b"}, {"version", "-o", "xml"}, {"status", "r", "-o", "xml"}} {
+	for _, args := range [][]string{{"release-a", "extra"}, {"run"}, {"run", "r", "--ttl", "soon"}, {"run", "r", "--force"}, {"run", "r", "--consumer", "Pod/x"}, {"--no-such-flag"}, {"status"}, {"status", "a", "b"}, {"version", "-o", "xml"}, {"status", "r", "-o", "xml"},
+		{"run", "r", "--emergency"}, {"run", "r", "--emergency", "--reason", " "}, {"retire", "r", "--emergency", "--reason", "x"},
+		{"run", "r", "--emergency", "--reason", "x", "--ttl", "1h"}, {"abort", "r", "--emergency", "--reason", "x"}} {
 		_, stderr, code := execute(t, "", nil, args...)
 		if code != int(exitcode.Usage) || !strings.HasPrefix(stderr, "Error: ") {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and an error", args, code, stderr)
