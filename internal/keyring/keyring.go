@@ -138,7 +138,8 @@ func Parse(secret string, data map[string][]byte) (*Keyring, error) {
 		k.Keys[n], k.Names[n] = data[name], name
 	}
 	if len(k.Keys) == 0 {
-		return nil, violation(secret, RuleActive, "the Secret holds no key version (key.vN or vN)", "restore the keys from a backup")
+		return nil, violation(secret, RuleActive, "the Secret holds no key version (key.vN or vN)",
+			"if this is not the keyring, name the right Secret (--secret NAME; the runbook's 'Which layout do you have?' finds it); if it is and its versions were deleted, restore them from a backup — never generate new ones, which would reject every live token")
 	}
 	activeRaw, ok := data[ActiveKey]
 	if !ok {

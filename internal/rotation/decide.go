@@ -144,7 +144,7 @@ func Next(s State, now time.Time, startRequested, force bool) Decision {
 		return Decision{Step: StepNothing, Reason: "no rotation in progress", Until: s.NextRotationDue}
 	}
 	if !s.NextRotationDue.IsZero() && now.Before(s.NextRotationDue) && !force {
-		return Decision{Step: StepNothing, Until: s.NextRotationDue, Reason: fmt.Sprintf("the last rotation finished at %s and the next one is due %s; to rotate now (e.g. a leaked key) add --force --reason \"...\"",
+		return Decision{Step: StepNothing, Until: s.NextRotationDue, Reason: fmt.Sprintf("the last rotation finished at %s and the next one is due %s; to rotate now add --force --reason \"...\"; if a key leaked, use --emergency --reason \"INCIDENT\" instead (it retires the leaked versions at once, not after the TTL)",
 			s.FinishedAt.UTC().Format(time.RFC3339), s.NextRotationDue.UTC().Format(time.RFC3339))}
 	}
 	return Decision{Step: StepStart, Reason: "no rotation in progress: add the next key version"}
