@@ -34,13 +34,14 @@ func TestStateRoundTrip(t *testing.T) {
 
 func TestParseStateRefusesWhatItCannotTrust(t *testing.T) {
 	for name, a := range map[string]map[string]string{
-		"newer schema":        {AnnoSchema: "2", AnnoPhase: "Idle"},
-		"unknown phase":       {AnnoPhase: "Rotating"},
-		"bad time":            {AnnoPhase: "Waiting", AnnoRotationID: "r", AnnoFrom: "v1", AnnoTo: "v2", AnnoRetireAfter: "tomorrow"},
-		"bad version":         {AnnoPhase: "KeyAdded", AnnoRotationID: "r", AnnoFrom: "1", AnnoTo: "v2"},
-		"phase without ids":   {AnnoPhase: "Promoted"},
-		"negative ttl":        {AnnoTTLUsed: "-5"},
-		"schema not a number": {AnnoSchema: "one"},
+		"newer schema":                 {AnnoSchema: "2", AnnoPhase: "Idle"},
+		"unknown phase":                {AnnoPhase: "Rotating"},
+		"bad time":                     {AnnoPhase: "Waiting", AnnoRotationID: "r", AnnoFrom: "v1", AnnoTo: "v2", AnnoRetireAfter: "tomorrow"},
+		"bad version":                  {AnnoPhase: "KeyAdded", AnnoRotationID: "r", AnnoFrom: "1", AnnoTo: "v2"},
+		"phase without ids":            {AnnoPhase: "Promoted"},
+		"negative ttl":                 {AnnoTTLUsed: "-5"},
+		"waiting without retire-after": {AnnoPhase: "Waiting", AnnoRotationID: "r", AnnoFrom: "v1", AnnoTo: "v2", AnnoPromotedAt: "2026-11-30T10:00:00Z"},
+		"schema not a number":          {AnnoSchema: "one"},
 	} {
 		if _, err := ParseState(a); err == nil {
 			t.Errorf("%s: want an error", name)

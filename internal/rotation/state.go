@@ -142,6 +142,10 @@ func ParseState(annotations map[string]string) (State, error) {
 	if err == nil && s.InProgress() && (s.RotationID == "" || s.From == 0 || s.To == 0) {
 		err = fmt.Errorf("phase %s without a rotation id and versions: the state annotations were edited by hand", s.Phase)
 	}
+	if err == nil && s.Phase == Waiting && s.RetireAfter.IsZero() {
+		// A missing retire-after must never read as "retire now": the outgoing key's tokens may still be live.
+		err = fmt.Errorf("phase Waiting without %s: the state annotations were edited by hand; restore it (promoted-at + the TTL + 60 s is the earliest safe value) before anything retires v%d", AnnoRetireAfter, s.From)
+	}
 	return s, err
 }
 
