@@ -195,7 +195,6 @@ func manualRotation(ctx context.Context, env *clusterEnv, counter *testcluster.A
 	return kubectl, len(v6Response.FindAll(data, -1)), nil
 }
 
-
 // withoutPolling drops what a client does while it waits for a rollout — watches, pod lists, and the reads of a
 // workload after its restart patch — and returns the rest and how many were dropped.
 func withoutPolling(reqs []testcluster.APIRequest) ([]testcluster.APIRequest, int) {

@@ -133,7 +133,9 @@ func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec)
 	return p
 }
 
-func runbookChart(name string) string { return filepath.Join(cluster.Root, "test", "e2e", "testdata", "charts", name) }
+func runbookChart(name string) string {
+	return filepath.Join(cluster.Root, "test", "e2e", "testdata", "charts", name)
+}
 
 // paste runs one block in a new shell and checks its exit code.
 func (p *runbookPass) paste(t *testing.T, b testcluster.RunbookBlock, wantExit int) string {
