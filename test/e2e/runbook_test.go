@@ -86,11 +86,11 @@ func runbookPasses() []runbookPassSpec {
 	return []runbookPassSpec{
 		{"part-a-helm3", "a", 3, partA},
 		{"part-a-helm4", "a", 4, partA},
-		{"part-b-example", "a", 3, partBFollowed},
+		{"part-b-example", "a+cronjob", 3, partBFollowed},
 		{"part-b-plain-chart", "b", 4, partBFollowed},
 		{"single-key", "c", 3, singleKey},
 		{"out-of-order-abort-emergency", "a", 4, outOfOrder},
-		{"switch-plugin-and-hand", "a", 3, switchPaths},
+		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths},
 		{"emergency-plugin", "b", 3, emergencyPlugin},
 	}
 }
@@ -104,18 +104,19 @@ type runbookPass struct {
 	release string
 	secret  string // the keyring Secret (layout c: the single-key Secret)
 	style   string // "key." or ""
+	cron    bool   // the chart's rotation CronJob is installed
 	steps   []testcluster.Step
 }
 
 func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec) *runbookPass {
 	ctx := context.Background()
-	p := &runbookPass{rb: rb, h: newHelm(t, spec.helm), ns: namespace(t, "runbook-"+spec.layout, nil), release: "requests-proxy"}
+	p := &runbookPass{rb: rb, h: newHelm(t, spec.helm), ns: namespace(t, "runbook-"+spec.layout[:1], nil), release: "requests-proxy"}
 	var out string
 	var err error
 	switch spec.layout {
-	case "a":
-		p.secret, p.style = p.release+"-requests-proxy-admin", "key."
-		out, err = installExample(ctx, p.h, p.ns, p.release, "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m")
+	case "a", "a+cronjob":
+		p.secret, p.style, p.cron = p.release+"-requests-proxy-admin", "key.", spec.layout == "a+cronjob"
+		out, err = installExample(ctx, p.h, p.ns, p.release, "--set", "tokenTtlSeconds=60", "--set", fmt.Sprintf("rotate-key.schedule.enabled=%v", spec.layout == "a+cronjob"), "--wait", "--timeout", "2m")
 	case "b":
 		p.secret = p.release + "-requests-proxy-keys"
 		out, err = p.h.Run(ctx, "-n", p.ns, "install", p.release, runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--wait", "--timeout", "2m")
@@ -314,6 +315,9 @@ func partBFollowed(t *testing.T, p *runbookPass) {
 	p.follow(t, "B1")
 	st := p.expectKeyring(t, "active,"+p.style+"v2", 2, rotation.Idle)
 	p.pasteID(t, "B6", 0)
+	if p.cron {
+		p.cronJobsRunning(t)
+	}
 	// The plugin reads the manual rotation's state: green right after the finish, the right dates.
 	p.plugin(t, 0, "check", p.release)
 	if out := p.plugin(t, 0, "remind", p.release, "--ics", "-"); !strings.Contains(out, st.NextRotationDue.UTC().Format("20060102T150405Z")) {
@@ -397,6 +401,9 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 func switchPaths(t *testing.T, p *runbookPass) {
 	p.preparation(t)
 	p.pasteID(t, "B1", 0)
+	if paused := p.cronJobs(t); paused != "requests-proxy-rotate-key suspend=true by=runbook" {
+		t.Fatalf("B1 must pause the chart's CronJob: %q", paused)
+	}
 	for _, b := range p.sectionBlocks("Part A") {
 		if strings.Contains(b.Code, `rotate-key "$RELEASE" --secret "$SECRET" --yes`) && b.Exit == 3 {
 			p.paste(t, b, 3) // A2: the plugin rolls out, promotes, rolls out: Waiting
@@ -412,7 +419,32 @@ func switchPaths(t *testing.T, p *runbookPass) {
 	p.pasteID(t, "A5", 0)
 	p.expectKeyring(t, "active,key.v2", 2, rotation.Idle)
 	p.plugin(t, 0, "check", p.release)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "block B6 resumes it") {
+		t.Fatalf("Where am I? must say the CronJob is still paused after the plugin finished:\n%s", where)
+	}
 	p.pasteID(t, "B6", 0)
+	p.cronJobsRunning(t)
+}
+
+// cronJobs describes the release's rotation CronJobs: name, suspend, and who suspended it.
+func (p *runbookPass) cronJobs(t *testing.T) string {
+	t.Helper()
+	list, err := cluster.Client.BatchV1().CronJobs(p.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=rotate-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, cj := range list.Items {
+		out = append(out, fmt.Sprintf("%s suspend=%v by=%s", cj.Name, cj.Spec.Suspend != nil && *cj.Spec.Suspend, cj.Annotations[rotation.Prefix+"suspended-by"]))
+	}
+	return strings.Join(out, "; ")
+}
+
+func (p *runbookPass) cronJobsRunning(t *testing.T) {
+	t.Helper()
+	if got := p.cronJobs(t); got != "requests-proxy-rotate-key suspend=false by=" {
+		t.Fatalf("after the rotation the CronJob must run again: %q", got)
+	}
 }
 
 // emergencyPlugin: the plugin's emergency in the Waiting phase of a rotation done by hand on the plain chart.
