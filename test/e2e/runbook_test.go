@@ -303,6 +303,11 @@ func partA(t *testing.T, p *runbookPass) {
 	}
 	p.expectKeyring(t, "active,key.v2", 2, rotation.Idle)
 	p.pasteID(t, "WHERE", 0)
+	for _, b := range p.sectionBlocks("Exposure notes") {
+		if out := p.paste(t, b, 0); !strings.Contains(out, "sh.helm.release.v1."+p.release) {
+			t.Fatalf("the exposure notes must list the release records:\n%s", out)
+		}
+	}
 }
 
 // partBFollowed: Part B by hand, each block found by "Where am I?" in a new shell after the one before.
