@@ -328,8 +328,12 @@ func (o *RunOptions) report(res rotation.Result) error {
 	}
 	switch res.Decision.Step {
 	case rotation.StepWaitTTL:
-		fmt.Fprintf(o.streams.Out, "Waiting: v%d is active; v%d stays until every token signed with it has expired.\nFinish after %s (in %s) with:\n  helm%s rotate-key %s\n",
-			res.State.To, res.State.From, res.State.RetireAfter.UTC().Format(time.RFC3339), time.Until(res.State.RetireAfter).Round(time.Second), ns, o.Release)
+		secret := ""
+		if o.Secret != o.Release+DefaultSecretSuffix {
+			secret = " --secret " + o.Secret
+		}
+		fmt.Fprintf(o.streams.Out, "Waiting: v%d is active; v%d stays until every token signed with it has expired.\nFinish after %s (in %s) with:\n  helm%s rotate-key %s%s\n",
+			res.State.To, res.State.From, res.State.RetireAfter.UTC().Format(time.RFC3339), time.Until(res.State.RetireAfter).Round(time.Second), ns, o.Release, secret)
 		return exitcode.Withf(exitcode.Waiting, "rotation %s waits for the token TTL until %s", res.State.RotationID, res.State.RetireAfter.UTC().Format(time.RFC3339))
 	default:
 		fmt.Fprintf(o.streams.Out, "%s\n", res.Decision.Reason)

@@ -66,8 +66,12 @@ type Overrides struct {
 
 // Config is the resolved configuration of a rotation, with where each value came from.
 type Config struct {
-	TTL             time.Duration
-	TTLSource       string
+	TTL       time.Duration
+	TTLSource string
+	// TTLDefaulted is true when nothing configures the TTL (no flag, annotation or release value): the default is
+	// then only shown, never used — a rotation is refused, because retiring a key after a guessed TTL can reject
+	// live tokens.
+	TTLDefaulted    bool
 	Interval        time.Duration
 	IntervalSource  string
 	Consumers       []ConsumerRef // empty: discover them
@@ -78,7 +82,7 @@ type Config struct {
 // at the path the Secret names or tokenTtlSeconds), then the defaults. A --ttl shorter than the configured TTL
 // is refused without --force and --reason: tokens signed with the old key would be rejected before they expire.
 func ResolveConfig(annotations map[string]string, values map[string]any, o Overrides) (Config, error) {
-	c := Config{TTL: DefaultTTL, TTLSource: "default (90 days: nothing configured)", Interval: DefaultInterval, IntervalSource: "default (90 days)", ConsumersSource: "discovered (pod templates that reference the Secret)"}
+	c := Config{TTL: DefaultTTL, TTLDefaulted: true, TTLSource: "NOT CONFIGURED (a rotation is refused: set the Secret annotation " + AnnoTTLSeconds + ", the release value at " + AnnoTTLPath + ", or --ttl)", Interval: DefaultInterval, IntervalSource: "default (90 days)", ConsumersSource: "discovered (pod templates that reference the Secret)"}
 	configured, configuredSource := time.Duration(0), ""
 	if v, ok := annotations[AnnoTTLSeconds]; ok {
 		d, err := parseSeconds(v)
@@ -100,7 +104,7 @@ func ResolveConfig(annotations map[string]string, values map[string]any, o Overr
 		}
 	}
 	if configured > 0 {
-		c.TTL, c.TTLSource = configured, configuredSource
+		c.TTL, c.TTLSource, c.TTLDefaulted = configured, configuredSource, false
 	}
 	if o.TTL > 0 {
 		if o.TTL < MinTTL {
@@ -109,7 +113,7 @@ func ResolveConfig(annotations map[string]string, values map[string]any, o Overr
 		if o.TTL < c.TTL && !(o.Force && strings.TrimSpace(o.Reason) != "") {
 			return c, fmt.Errorf("--ttl %s is shorter than the configured TTL %s (%s): tokens signed with the old key would be rejected before they expire; if that is intended (a leaked key), add --force --reason \"...\"", o.TTL, c.TTL, c.TTLSource)
 		}
-		c.TTL, c.TTLSource = o.TTL, "flag --ttl"
+		c.TTL, c.TTLSource, c.TTLDefaulted = o.TTL, "flag --ttl", false
 		if o.Force && o.Reason != "" {
 			c.TTLSource += fmt.Sprintf(" (forced: %s)", o.Reason)
 		}

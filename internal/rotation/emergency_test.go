@@ -2,6 +2,7 @@ package rotation_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +139,23 @@ func TestAbortTwiceIsAbortOnce(t *testing.T) {
 	res, err := simEngine(s, "r1").Abort(ctx)
 	if err != nil || s.mustSecret().ResourceVersion != rv || string(s.secretData()["active"]) != "v1" {
 		t.Fatalf("a second abort must write nothing: %v %+v active %s", err, res.Decision, s.secretData()["active"])
+	}
+}
+
+// With no TTL configured anywhere, no rotation starts: a guessed TTL could retire a key whose tokens still live.
+// An emergency needs no TTL and still runs.
+func TestNoConfiguredTTLRefusesARotation(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t, 3)
+	e := simEngine(s, "r1")
+	e.Config.TTLDefaulted = true
+	rv := s.mustSecret().ResourceVersion
+	if _, err := e.Run(ctx, true); err == nil || !strings.Contains(err.Error(), "no token TTL is configured") || s.mustSecret().ResourceVersion != rv {
+		t.Fatalf("a rotation without a configured TTL must be refused before any write: %v", err)
+	}
+	e = simEngine(s, "leak")
+	e.Config.TTLDefaulted, e.Emergency = true, "INC-1"
+	if res, err := e.Run(ctx, true); err != nil || res.State.Phase != rotation.Idle {
+		t.Fatalf("an emergency needs no TTL: %v %+v", err, res.State)
 	}
 }

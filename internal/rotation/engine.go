@@ -175,6 +175,9 @@ func (e *Engine) observe(ctx context.Context) (*corev1.Secret, *keyring.Keyring,
 	if err != nil {
 		return nil, nil, State{}, time.Time{}, fmt.Errorf("keyring Secret %s: %w", secretName(secret), err)
 	}
+	if err := Consistent(st, k); err != nil {
+		return nil, nil, State{}, time.Time{}, err
+	}
 	now, err := e.Cluster.Now(ctx)
 	return secret, k, st, now, err
 }
@@ -191,6 +194,9 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 	)
 	switch d.Step {
 	case StepStart:
+		if err := e.ttlKnown(secret); err != nil {
+			return err
+		}
 		rotationID = e.Request
 		if rotationID == "" {
 			rotationID = e.NewRotationID(now)
@@ -408,6 +414,9 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 	case KeyAdded:
 		next.Phase, reason, msg = RolledOut, "ConsumersRestarted", fmt.Sprintf("every consumer restarted after %s was added (%d workloads)", keyring.Kid(st.To), len(consumers))
 	case Promoted:
+		if err := e.ttlKnown(secret); err != nil && st.Emergency == "" {
+			return err
+		}
 		next.Phase, next.RetireAfter, next.TTLUsed = Waiting, RetireAfter(now, e.Config.TTL), e.Config.TTL
 		if st.Emergency != "" { // the leaked versions' tokens are rejected now: no TTL to wait for
 			next.RetireAfter, next.TTLUsed = now.Truncate(time.Second), 0
@@ -419,6 +428,9 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 			msg = fmt.Sprintf("no pod from before the emergency promotion of %s is left; every other version is retired now (%s)", keyring.Kid(st.To), st.Emergency)
 		}
 	case Reverted:
+		if err := e.ttlKnown(secret); err != nil {
+			return err
+		}
 		// The aborted version signed tokens until now: it becomes the outgoing version of a rotation back to the
 		// old one, retired after the TTL like any other (so it is not trusted forever).
 		next = State{Phase: Waiting, RotationID: st.RotationID, From: st.To, To: st.From, StartedAt: st.StartedAt, PromotedAt: st.TransitionAt,
@@ -433,6 +445,42 @@ func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st State) e
 		reason, msg = "RotationFinished", fmt.Sprintf("rotation %s finished: active %s; next rotation due %s", st.RotationID, keyring.Kid(st.To), next.NextRotationDue.UTC().Format(time.RFC3339))
 	}
 	return e.write(ctx, secret, keyring.Change{}, next, reason, msg)
+}
+
+// Consistent checks that the state annotations agree with the keyring they describe. Every transition writes data
+// and state together, so a disagreement means a hand edit; acting on it could remove a version that is still needed
+// (e.g. "abort before the promotion" on a state that names the wrong new version).
+func Consistent(st State, k *keyring.Keyring) error {
+	if !st.InProgress() {
+		return nil
+	}
+	problem := ""
+	_, hasTo := k.Keys[st.To]
+	switch {
+	case !hasTo:
+		problem = fmt.Sprintf("the state names v%d as the new version, which is not in the keyring", st.To)
+	case (st.Phase == KeyAdded || st.Phase == RolledOut) && (k.Active != st.From || st.To != k.Newest() || st.To <= st.From):
+		problem = fmt.Sprintf("phase %s needs active = from (v%d) and to (v%d) = the newest version; the keyring has active v%d, newest v%d", st.Phase, st.From, st.To, k.Active, k.Newest())
+	case st.Phase == Reverted && k.Active != st.From:
+		problem = fmt.Sprintf("phase Reverted needs active = v%d, the keyring has v%d", st.From, k.Active)
+	case (st.Phase == Promoted || st.Phase == Waiting || st.Phase == Retired) && k.Active != st.To:
+		problem = fmt.Sprintf("phase %s needs active = v%d, the keyring has v%d", st.Phase, st.To, k.Active)
+	}
+	if problem == "" {
+		return nil
+	}
+	return &keyring.Violation{Secret: k.Secret, Rule: keyring.RuleTransition, Detail: "the rotation state contradicts the keyring (edited by hand?): " + problem,
+		Fix: "restore the state annotations or the keyring from what the Secret's Events record; nothing was changed"}
+}
+
+// ttlKnown refuses a step that would compute a retirement time from a TTL nobody configured.
+func (e *Engine) ttlKnown(secret *corev1.Secret) error {
+	if !e.Config.TTLDefaulted {
+		return nil
+	}
+	return &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleTransition,
+		Detail: "no token TTL is configured, and retiring a key after a guessed TTL can reject live tokens",
+		Fix: fmt.Sprintf("set the Secret annotation %s (seconds), or %s to the dotted path of the release value that holds the TTL (e.g. requestsProxy.tokenTtlSeconds), or pass --ttl", AnnoTTLSeconds, AnnoTTLPath)}
 }
 
 // retire is the retirement's data change: the outgoing version, or, in an emergency rotation, every version but the

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -128,7 +130,7 @@ func TestResolveConfigPrecedence(t *testing.T) {
 		source      string
 		wantErr     string
 	}{
-		{"nothing configured", nil, nil, Overrides{}, DefaultTTL, "default", ""},
+		{"nothing configured", nil, nil, Overrides{}, DefaultTTL, "NOT CONFIGURED", ""},
 		{"release value", nil, values, Overrides{}, 600 * time.Second, "release value tokenTtlSeconds", ""},
 		{"values path from the Secret", map[string]string{AnnoTTLPath: "auth.ttl"}, values, Overrides{}, 120 * time.Second, "release value auth.ttl", ""},
 		{"annotation beats values", map[string]string{AnnoTTLSeconds: "300"}, values, Overrides{}, 300 * time.Second, "Secret annotation", ""},
@@ -148,7 +150,7 @@ func TestResolveConfigPrecedence(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || c.TTL != tt.ttl || !strings.Contains(c.TTLSource, tt.source) {
+			if err != nil || c.TTL != tt.ttl || !strings.Contains(c.TTLSource, tt.source) || c.TTLDefaulted != (tt.name == "nothing configured") {
 				t.Fatalf("got %s from %q (%v), want %s from %q", c.TTL, c.TTLSource, err, tt.ttl, tt.source)
 			}
 		})
@@ -191,5 +193,38 @@ func TestNextRotationDueAndOverdue(t *testing.T) {
 	}
 	if got := RetireAfter(t0.Add(300*time.Millisecond), time.Minute); !got.Equal(t0.Add(2*time.Minute + time.Second)) {
 		t.Fatalf("retire-after rounds up to whole seconds: %s", got)
+	}
+}
+
+// A state that parses but contradicts the keyring is refused before any step acts on it.
+func TestConsistentRefusesContradictions(t *testing.T) {
+	k := func(active int, versions ...int) *keyring.Keyring {
+		r := &keyring.Keyring{Secret: "ns/s", Active: active, Keys: map[int][]byte{}}
+		for _, v := range versions {
+			r.Keys[v] = []byte("k")
+		}
+		return r
+	}
+	st := func(p Phase, from, to int) State { return State{Phase: p, RotationID: "r", From: from, To: to} }
+	for _, tc := range []struct {
+		name string
+		st   State
+		k    *keyring.Keyring
+		ok   bool
+	}{
+		{"idle", State{Phase: Idle}, k(1, 1), true},
+		{"key added", st(KeyAdded, 1, 2), k(1, 1, 2), true},
+		{"key added, from/to swapped", st(KeyAdded, 2, 1), k(2, 1, 2), false},
+		{"key added, to not the newest", st(KeyAdded, 1, 2), k(1, 1, 2, 3), false},
+		{"promoted", st(Promoted, 1, 2), k(2, 1, 2), true},
+		{"promoted, active still old", st(Promoted, 1, 2), k(1, 1, 2), false},
+		{"waiting after abort", st(Waiting, 2, 1), k(1, 1, 2), true},
+		{"reverted", st(Reverted, 1, 2), k(1, 1, 2), true},
+		{"retired", st(Retired, 1, 2), k(2, 2), true},
+		{"to missing", st(Waiting, 1, 3), k(2, 1, 2), false},
+	} {
+		if err := Consistent(tc.st, tc.k); (err == nil) != tc.ok {
+			t.Errorf("%s: Consistent = %v, want ok=%v", tc.name, err, tc.ok)
+		}
 	}
 }
