@@ -480,7 +480,7 @@ func (e *Engine) ttlKnown(secret *corev1.Secret) error {
 	}
 	return &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleTransition,
 		Detail: "no token TTL is configured, and retiring a key after a guessed TTL can reject live tokens",
-		Fix: fmt.Sprintf("set the Secret annotation %s (seconds), or %s to the dotted path of the release value that holds the TTL (e.g. requestsProxy.tokenTtlSeconds), or pass --ttl", AnnoTTLSeconds, AnnoTTLPath)}
+		Fix:    fmt.Sprintf("set the Secret annotation %s (seconds), or %s to the dotted path of the release value that holds the TTL (e.g. requestsProxy.tokenTtlSeconds), or pass --ttl", AnnoTTLSeconds, AnnoTTLPath)}
 }
 
 // retire is the retirement's data change: the outgoing version, or, in an emergency rotation, every version but the
