@@ -234,14 +234,14 @@ func (s *OperatorShell) Follow(r *Runbook, first string) ([]Step, error) {
 		}
 		phase := wherePhase.FindStringSubmatch(where.Out)
 		if phase == nil {
-			return steps, fmt.Errorf("Where am I? printed no phase:\n%s", where.Out)
+			return steps, fmt.Errorf("the block Where am I? printed no phase:\n%s", where.Out)
 		}
 		if phase[1] == "Idle" {
 			return steps, nil
 		}
 		next := whereNext.FindStringSubmatch(where.Out)
 		if next == nil {
-			return steps, fmt.Errorf("Where am I? named no block to paste in phase %s:\n%s", phase[1], where.Out)
+			return steps, fmt.Errorf("the block Where am I? named no block to paste in phase %s:\n%s", phase[1], where.Out)
 		}
 		if _, err := paste(next[1]); err != nil {
 			return steps, err
