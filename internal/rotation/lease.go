@@ -71,6 +71,10 @@ type LockHeldError struct {
 }
 
 func (e *LockHeldError) Error() string {
+	if RunbookHolder(e.Lease.Holder) {
+		return fmt.Sprintf("the runbook's manual rollout holds the rotation lock: %s (rotation %s), renewed %s ago; nothing was changed. It renews the lock while it runs and lets it lapse %s after it stops: wait, then rerun (helm rotate-key status shows the holder)",
+			e.Lease.Holder, e.Lease.RotationID, e.Age.Round(time.Second), (e.Lease.Duration - e.Age).Round(time.Second))
+	}
 	return fmt.Sprintf("another run holds the rotation lock: %s (rotation %s), renewed %s ago, valid for %s more; nothing was changed. Wait for it to finish (helm rotate-key status shows progress), or if that run is dead, rerun with --take-over",
 		e.Lease.Holder, e.Lease.RotationID, e.Age.Round(time.Second), (e.Lease.Duration - e.Age).Round(time.Second))
 }
@@ -87,8 +91,13 @@ func DecideLease(current *Lease, holder, rotationID string, now time.Time, takeO
 		return next, fmt.Sprintf("took over the expired lock of %s (last renewed %s ago)", current.Holder, now.Sub(current.Renewed).Round(time.Second)), nil
 	case holderAlive != nil && !holderAlive(current.Holder):
 		return next, fmt.Sprintf("took over the lock of %s: that process is gone", current.Holder), nil
-	case takeOver:
+	case takeOver && !RunbookHolder(current.Holder):
 		return next, fmt.Sprintf("took over the live lock of %s because of --take-over", current.Holder), nil
 	}
 	return Lease{}, "", &LockHeldError{Lease: current, Age: now.Sub(current.Renewed)}
 }
+
+// RunbookHolder reports whether a lease is held by the runbook's manual rollout (block B2): it renews its lease every
+// minute while its shell lives and lets it lapse 3 minutes after, so a live one is never taken over, not even with
+// --take-over — a dead one frees itself.
+func RunbookHolder(holder string) bool { return strings.HasPrefix(holder, "runbook ") }

@@ -13,7 +13,7 @@ var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func TestStateRoundTrip(t *testing.T) {
 	s := State{Phase: Waiting, RotationID: "r1", From: 1, To: 2, StartedAt: t0, PromotedAt: t0.Add(time.Minute),
-		RetireAfter: t0.Add(time.Hour), TransitionAt: t0.Add(2 * time.Minute), Actor: "alice@laptop via rotate-key v0.1.0", TTLUsed: time.Hour}
+		RetireAfter: t0.Add(time.Hour + 2*time.Minute), TransitionAt: t0.Add(2 * time.Minute), Actor: "alice@laptop via rotate-key v0.1.0", TTLUsed: time.Hour}
 	annotations := s.ApplyAnnotations(map[string]string{"other": "kept", AnnoFinishedAt: "2020-01-01T00:00:00Z"})
 	if annotations["other"] != "kept" {
 		t.Fatal("foreign annotations must be kept")
@@ -107,6 +107,13 @@ func TestDecideLease(t *testing.T) {
 	}
 	if _, notice, err := DecideLease(other, "me", "r", t0, true, alive); err != nil || !strings.Contains(notice, "--take-over") {
 		t.Fatalf("take over: %v %q", err, notice)
+	}
+	runbook := &Lease{Holder: "runbook alice@bastion shell 123 456", RotationID: "r", Renewed: t0, Duration: 180 * time.Second}
+	if _, _, err := DecideLease(runbook, "me", "r", t0.Add(time.Minute), true, alive); !errors.As(err, &held) || !strings.Contains(err.Error(), "runbook's manual rollout") {
+		t.Fatalf("a live runbook lock is never taken over, not even with --take-over: %v", err)
+	}
+	if _, _, err := DecideLease(runbook, "me", "r", t0.Add(180*time.Second), true, alive); err != nil {
+		t.Fatalf("a lapsed runbook lock is free: %v", err)
 	}
 	parsed, err := ParseLease(other.Format())
 	if err != nil || *parsed != *other {

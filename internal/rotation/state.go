@@ -146,6 +146,18 @@ func ParseState(annotations map[string]string) (State, error) {
 		// A missing retire-after must never read as "retire now": the outgoing key's tokens may still be live.
 		err = fmt.Errorf("phase Waiting without %s: the state annotations were edited by hand; restore it (promoted-at + the TTL + 60 s is the earliest safe value) before anything retires v%d", AnnoRetireAfter, s.From)
 	}
+	if err == nil && s.Phase == Waiting {
+		// retire-after is never earlier than the promotion plus the TTL it was computed with: an edit that moves it
+		// earlier would retire a key whose tokens live (an emergency has no TTL: its floor is the promotion).
+		floor := s.PromotedAt.Add(s.TTLUsed)
+		switch {
+		case s.PromotedAt.IsZero() || (s.Emergency == "" && s.TTLUsed == 0):
+			err = fmt.Errorf("phase Waiting without %s or %s: the state annotations were edited by hand; nothing retires v%d until they are restored", AnnoPromotedAt, AnnoTTLUsed, s.From)
+		case s.RetireAfter.Before(floor):
+			err = fmt.Errorf("%s %s is earlier than %s + %s (%s): the state annotations were edited by hand; nothing retires v%d until it is restored",
+				AnnoRetireAfter, s.RetireAfter.UTC().Format(time.RFC3339), AnnoPromotedAt, AnnoTTLUsed, floor.UTC().Format(time.RFC3339), s.From)
+		}
+	}
 	return s, err
 }
 
