@@ -110,7 +110,7 @@ func ResolveConfig(annotations map[string]string, values map[string]any, o Overr
 		if o.TTL < MinTTL {
 			return c, fmt.Errorf("--ttl %s is below the minimum of %s", o.TTL, MinTTL)
 		}
-		if o.TTL < c.TTL && !(o.Force && strings.TrimSpace(o.Reason) != "") {
+		if !c.TTLDefaulted && o.TTL < c.TTL && !(o.Force && strings.TrimSpace(o.Reason) != "") {
 			return c, fmt.Errorf("--ttl %s is shorter than the configured TTL %s (%s): tokens signed with the old key would be rejected before they expire; if that is intended (a leaked key), add --force --reason \"...\"", o.TTL, c.TTL, c.TTLSource)
 		}
 		c.TTL, c.TTLSource, c.TTLDefaulted = o.TTL, "flag --ttl", false

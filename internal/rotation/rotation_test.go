@@ -235,3 +235,11 @@ func TestConsistentRefusesContradictions(t *testing.T) {
 		}
 	}
 }
+
+// A --ttl where nothing configures one is the configuration, not a shortening of a default.
+func TestTTLFlagWithNothingConfigured(t *testing.T) {
+	c, err := ResolveConfig(nil, nil, Overrides{TTL: time.Minute})
+	if err != nil || c.TTL != time.Minute || c.TTLDefaulted {
+		t.Fatalf("--ttl 60 with nothing configured: %+v %v", c, err)
+	}
+}

@@ -198,6 +198,8 @@ func retireDue(t *testing.T, ns string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As if the TTL had passed: promoted long enough ago (an earlier retire-after alone reads as a hand edit).
+	s.Annotations[rotation.AnnoPromotedAt] = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	s.Annotations[rotation.AnnoRetireAfter] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
 	if _, err := cluster.Client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)

@@ -424,7 +424,7 @@ func switchPaths(t *testing.T, p *runbookPass) {
 	p.pasteID(t, "A5", 0)
 	p.expectKeyring(t, "active,key.v2", 2, rotation.Idle)
 	p.plugin(t, 0, "check", p.release)
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "block B6 resumes it") {
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "paste block B6 to resume the CronJob") {
 		t.Fatalf("Where am I? must say the CronJob is still paused after the plugin finished:\n%s", where)
 	}
 	p.pasteID(t, "B6", 0)
