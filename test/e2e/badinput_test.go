@@ -25,6 +25,7 @@ func TestMalformedSecretsAreRefusedUntouched(t *testing.T) {
 	ns := namespace(t, "badinput", nil)
 	good := []byte("Qm9vdHN0cmFwS2V5TWF0ZXJpYWxGb3JUZXN0aW5nT25seUFCQ0RFRkdISUpLTE1O")
 	waiting := map[string]string{rotation.AnnoSchema: "1", rotation.AnnoPhase: "Waiting", rotation.AnnoRotationID: "r1", rotation.AnnoFrom: "v1", rotation.AnnoTo: "v2",
+		rotation.AnnoPromotedAt: time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339), rotation.AnnoTTLUsed: "60",
 		rotation.AnnoRetireAfter: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)}
 	cases := []struct {
 		name        string

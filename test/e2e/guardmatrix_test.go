@@ -235,8 +235,9 @@ func refusals(t *testing.T, ns string) int {
 // rotateLocally takes the release's keyring to the TTL wait (v2 active, v1 kept) from this machine.
 func rotateLocally(t *testing.T, h *testcluster.Helm, ns string) {
 	t.Helper()
-	// Chart V configures no TTL (no library, no tokenTtlSeconds): a rotation needs one, so it is given.
-	if out, err := h.Run(context.Background(), "-n", ns, "rotate-key", "app", "--local", "--yes", "--ttl", "60"); exitCode(err) != 3 {
+	// Chart V configures no TTL (no library, no tokenTtlSeconds) and a rotation needs one: the library's default
+	// (90 days) is given, which chart L configures already.
+	if out, err := h.Run(context.Background(), "-n", ns, "rotate-key", "app", "--local", "--yes", "--ttl", "90d"); exitCode(err) != 3 {
 		t.Fatalf("rotation to the TTL wait: %v\n%s", err, out)
 	}
 }
