@@ -51,7 +51,7 @@ func rules(fs []Finding) string {
 
 func TestCheck(t *testing.T) {
 	rotated := map[string]string{"key.v1": k1, "key.v2": k2, "active": "v2"}
-	waiting := rotation.State{Phase: rotation.Waiting, RotationID: "r", From: 1, To: 2, RetireAfter: now.Add(time.Hour)}
+	waiting := rotation.State{Phase: rotation.Waiting, RotationID: "r", From: 1, To: 2, PromotedAt: now.Add(-2 * time.Hour), TTLUsed: time.Hour, RetireAfter: now.Add(time.Hour)}
 	due := waiting
 	due.RetireAfter = now.Add(-time.Hour)
 	rolledOut := rotation.State{Phase: rotation.RolledOut, RotationID: "r", From: 1, To: 2}
