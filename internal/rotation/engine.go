@@ -209,7 +209,7 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 		next = State{Phase: KeyAdded, RotationID: rotationID, From: k.Active, To: v, StartedAt: now, TransitionAt: now, Actor: e.Actor, NextRotationDue: st.NextRotationDue}
 		msg = fmt.Sprintf("added %s; active stays %s (rotation %s)", keyring.Kid(v), keyring.Kid(k.Active), rotationID)
 	case StepEmergency:
-		rotationID = e.NewRotationID(now)
+		rotationID = EmergencyIDPrefix + e.NewRotationID(now)
 		c, v, err := k.Add(e.Rand)
 		if err != nil {
 			return err

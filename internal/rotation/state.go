@@ -13,6 +13,9 @@ import (
 // Prefix is the one annotation prefix this project owns on the keyring Secret.
 const Prefix = "rotate-key.tracebloc.io/"
 
+// EmergencyIDPrefix starts the id of every emergency rotation, the plugin's and the runbook's.
+const EmergencyIDPrefix = "emergency-"
+
 // SchemaVersion is the version of the state annotations. A rotation spans 90 days and several plugin releases:
 // a newer plugin reads older schemas; an older plugin refuses a newer one instead of misreading it.
 const SchemaVersion = 1
@@ -141,6 +144,11 @@ func ParseState(annotations map[string]string) (State, error) {
 	}
 	if err == nil && s.InProgress() && (s.RotationID == "" || s.From == 0 || s.To == 0) {
 		err = fmt.Errorf("phase %s without a rotation id and versions: the state annotations were edited by hand", s.Phase)
+	}
+	if err == nil && s.InProgress() && s.Emergency != "" && !strings.HasPrefix(s.RotationID, EmergencyIDPrefix) {
+		// An emergency retires without a TTL wait, so it counts only when the rotation was started as one (its id
+		// and the reason are written together): an emergency annotation added to a running rotation is a hand edit.
+		err = fmt.Errorf("annotation %s on rotation %s, which was not started as an emergency: the state annotations were edited by hand; remove the annotation (an emergency is started with --emergency)", AnnoEmergency, s.RotationID)
 	}
 	if err == nil && s.Phase == Waiting && s.RetireAfter.IsZero() {
 		// A missing retire-after must never read as "retire now": the outgoing key's tokens may still be live.
