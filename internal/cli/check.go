@@ -12,10 +12,8 @@ import (
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
-// overdueReason is the one overdue rule (rotation.Overdue), shared by check, status and the fleet view.
-func overdueReason(st rotation.State, now time.Time) string { return rotation.Overdue(st, now) }
-
-func overdue(st rotation.State, now time.Time) bool { return overdueReason(st, now) != "" }
+// overdue applies the one overdue rule (rotation.Overdue) for status and the fleet view.
+func overdue(st rotation.State, now time.Time) bool { return rotation.Overdue(st, now) != "" }
 
 // CheckOptions are the arguments of `rotate-key check`.
 type CheckOptions struct {
@@ -52,7 +50,7 @@ func (o *CheckOptions) Run(ctx context.Context) error {
 	if err := obs.require(o.namespace, o.Secret, o.Release); err != nil {
 		return err
 	}
-	if reason := overdueReason(obs.state, obs.now); reason != "" {
+	if reason := rotation.Overdue(obs.state, obs.now); reason != "" {
 		return exitcode.Withf(exitcode.Overdue, "%s/%s is overdue: %s; run: helm -n %s rotate-key %s", o.namespace, o.Secret, reason, o.namespace, o.Release)
 	}
 	fmt.Fprintf(o.streams.Out, "%s/%s: %s; nothing overdue\n", o.namespace, o.Secret, obs.state)

@@ -174,10 +174,11 @@ func (o *RunOptions) Validate() error {
 	if o.overrides.Consumers, err = rotation.ParseConsumers(strings.Join(o.Consumers, ",")); err != nil {
 		return exitcode.Withf(exitcode.Usage, "--consumer: %v", err)
 	}
-	if o.Emergency && (o.mode != "run" || strings.TrimSpace(o.Reason) == "" || o.TTL != "" || o.Chart != "") {
+	o.Reason = strings.TrimSpace(o.Reason) // recorded with the rotation: an emergency is recognised by it
+	if o.Emergency && (o.mode != "run" || o.Reason == "" || o.TTL != "" || o.Chart != "") {
 		return exitcode.Withf(exitcode.Usage, "--emergency goes with run and --reason \"...\" (recorded with the rotation), and takes no --ttl or --chart: it waits for no TTL and runs from this machine")
 	}
-	if o.Force && strings.TrimSpace(o.Reason) == "" {
+	if o.Force && o.Reason == "" {
 		return exitcode.Withf(exitcode.Usage, "--force needs --reason \"...\" (it is recorded with the rotation)")
 	}
 	if o.Timeout <= 0 {
@@ -226,8 +227,8 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		NewRotationID: newRotationID, Seen: obs.secret,
 	}
 	if o.Emergency {
-		engine.Emergency = strings.TrimSpace(o.Reason)
-		fmt.Fprintln(o.streams.Out, emergencyCost(obs.state, obs.keyring, strings.TrimSpace(o.Reason)))
+		engine.Emergency = o.Reason
+		fmt.Fprintln(o.streams.Out, emergencyCost(obs.state, obs.keyring, o.Reason))
 	}
 	if !o.Yes {
 		if !o.isTerminal() {
@@ -238,7 +239,7 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		switch {
 		case o.mode == "abort":
 			what = "abort rotation " + obs.state.RotationID
-		case o.Emergency && rotation.EmergencyPending(obs.state, strings.TrimSpace(o.Reason)):
+		case o.Emergency && rotation.EmergencyPending(obs.state, o.Reason):
 			what = "EMERGENCY rotation (" + o.Reason + "), cost above"
 		}
 		fmt.Fprintf(o.streams.Out, "Keyring %s/%s: %s. Next: %s\nTTL %s (%s); consumers: %s\nProceed? [y/N] ",
@@ -313,11 +314,15 @@ func confirmed(in io.Reader) bool {
 
 // resumeCommand is the command line that continues this rotation.
 func (o *RunOptions) resumeCommand() string {
-	cmd := "helm -n " + o.namespace + " rotate-key " + o.Release
-	if o.Secret != o.Release+DefaultSecretSuffix {
-		cmd += " --secret " + o.Secret
+	return "helm -n " + o.namespace + " rotate-key " + o.Release + o.secretFlag() + " --yes"
+}
+
+// secretFlag is " --secret NAME" when the keyring is not at the default name, for the commands this run prints.
+func (o *RunOptions) secretFlag() string {
+	if o.Secret == o.Release+DefaultSecretSuffix {
+		return ""
 	}
-	return cmd + " --yes"
+	return " --secret " + o.Secret
 }
 
 // report prints where the rotation stands and the command to run next.
@@ -328,12 +333,8 @@ func (o *RunOptions) report(res rotation.Result) error {
 	}
 	switch res.Decision.Step {
 	case rotation.StepWaitTTL:
-		secret := ""
-		if o.Secret != o.Release+DefaultSecretSuffix {
-			secret = " --secret " + o.Secret
-		}
 		fmt.Fprintf(o.streams.Out, "Waiting: v%d is active; v%d stays until every token signed with it has expired.\nFinish after %s (in %s) with:\n  helm%s rotate-key %s%s\n",
-			res.State.To, res.State.From, res.State.RetireAfter.UTC().Format(time.RFC3339), time.Until(res.State.RetireAfter).Round(time.Second), ns, o.Release, secret)
+			res.State.To, res.State.From, res.State.RetireAfter.UTC().Format(time.RFC3339), time.Until(res.State.RetireAfter).Round(time.Second), ns, o.Release, o.secretFlag())
 		return exitcode.Withf(exitcode.Waiting, "rotation %s waits for the token TTL until %s", res.State.RotationID, res.State.RetireAfter.UTC().Format(time.RFC3339))
 	default:
 		fmt.Fprintf(o.streams.Out, "%s\n", res.Decision.Reason)

@@ -498,9 +498,6 @@ func retire(k *keyring.Keyring, st State, pinned []string) (keyring.Change, erro
 	var all keyring.Change
 	var removed []string
 	for _, v := range outgoing {
-		if _, present := k.Keys[v]; !present && st.Emergency != "" {
-			continue
-		}
 		c, err := k.Remove(v, pinned)
 		if err != nil {
 			return keyring.Change{}, err
