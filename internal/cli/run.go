@@ -76,7 +76,8 @@ retire EVERY other version at once; their live tokens are rejected. The same rea
 
 The state lives in annotations on the Secret: a crash anywhere, or a 90-day pause, resumes where it stopped.
 Repeated runs never add a second key. A live run elsewhere holds a lock (a lease on the Secret): another run is
-refused with the holder named; --take-over takes it from a run that is known to be dead.`
+refused with the holder named; --take-over takes it from a run that is known to be dead (never from the runbook's
+manual rollout, whose lock lapses 3 minutes after its shell stops).`
 
 const retireLong = `retire resumes a rotation in progress and, once the token TTL has passed, retires the old key and
 restarts the consumers. It never starts a new rotation, so it is safe to schedule (cron, CI): it exits 3 while
