@@ -1,30 +1,33 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
-	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
-	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+	"github.com/tracebloc/helm-rotate-key/internal/action"
 )
 
-// overdue applies the one overdue rule (rotation.Overdue) for status and the fleet view.
-func overdue(st rotation.State, now time.Time) bool { return rotation.Overdue(st, now) != "" }
-
-// CheckOptions are the arguments of `rotate-key check`.
-type CheckOptions struct {
-	releaseTarget
-
-	settings *helmenv.Settings
-	streams  Streams
+// targetCommand is a command on one release's keyring: RELEASE and --secret.
+type targetCommand struct {
+	cfg *action.Config
+	t   action.Target
 }
 
-func newCheckCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
-	o := &CheckOptions{settings: settings, streams: streams}
+// complete fills the target from the arguments: --secret defaults to RELEASE-requests-proxy-admin.
+func (o *targetCommand) complete(args []string) {
+	o.t.Release, o.t.Namespace = args[0], o.cfg.Settings.ResolveNamespace()
+	if o.t.Secret == "" {
+		o.t.Secret = o.t.Release + DefaultSecretSuffix
+	}
+}
+
+func (o *targetCommand) addSecretFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.t.Secret, "secret", "", "name of the keyring Secret (default RELEASE"+DefaultSecretSuffix+")")
+}
+
+func newCheckCommand(c *action.Config) *cobra.Command {
+	o := &targetCommand{cfg: c}
 	cmd := &cobra.Command{
 		Use:   "check RELEASE",
 		Short: "Exit 5 when a rotation or retirement is overdue (for cron and CI alerting)",
@@ -33,26 +36,16 @@ func newCheckCommand(streams Streams, settings *helmenv.Settings) *cobra.Command
 			"0 otherwise. It changes nothing.",
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.complete(args, settings)
-			return o.Run(cmd.Context())
+			o.complete(args)
+			a := action.Check{Target: o.t}
+			line, err := a.Run(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.Out, line)
+			return nil
 		},
 	}
-	cmd.Flags().StringVar(&o.Secret, "secret", "", "name of the keyring Secret (default RELEASE"+DefaultSecretSuffix+")")
+	o.addSecretFlag(cmd)
 	return cmd
-}
-
-// Run reports and sets the exit code.
-func (o *CheckOptions) Run(ctx context.Context) error {
-	obs, err := observe(ctx, o.settings, o.namespace, o.Secret, o.Release, rotation.Overrides{})
-	if err != nil {
-		return err
-	}
-	if err := obs.require(o.namespace, o.Secret, o.Release); err != nil {
-		return err
-	}
-	if reason := rotation.Overdue(obs.state, obs.now); reason != "" {
-		return exitcode.Withf(exitcode.Overdue, "%s/%s is overdue: %s; run: helm -n %s rotate-key %s", o.namespace, o.Secret, reason, o.namespace, o.Release)
-	}
-	fmt.Fprintf(o.streams.Out, "%s/%s: %s; nothing overdue\n", o.namespace, o.Secret, obs.state)
-	return nil
 }

@@ -2,16 +2,11 @@ package cli
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
-	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
 )
 
 // execute runs the root command with args and returns stdout, stderr and the exit code main would return.
@@ -96,82 +91,6 @@ func TestGuardPassesStreamsThroughByteForByte(t *testing.T) {
 	_, stderr, code = execute(t, "kind: ConfigMap\n", nil, "guard", "--offline")
 	if code != int(exitcode.Usage) || !strings.Contains(stderr, "--post-renderer-args --release=NAME") {
 		t.Fatalf("no release: exit %d, %q", code, stderr)
-	}
-}
-
-// fakeHelms answers `version` and `env HELM_PLUGINS` for the programs named in it.
-type fakeHelms map[string]struct{ version, plugins string }
-
-func (f fakeHelms) run(_ context.Context, _ []string, name string, args ...string) (string, error) {
-	h, ok := f[name]
-	if !ok {
-		return "", errors.New("not a helm")
-	}
-	switch args[0] {
-	case "version":
-		return h.version, nil
-	case "env":
-		return h.plugins + "\n", nil
-	case "plugin":
-		return "Installed plugin: rotate-key-guard\n", nil
-	}
-	return "", errors.New("unexpected call")
-}
-
-func TestInstallGuardDecisions(t *testing.T) {
-	home := t.TempDir()
-	pluginDir := filepath.Join(t.TempDir(), "rotate-key")
-	if err := os.MkdirAll(filepath.Join(pluginDir, "plugins", GuardExecutable), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(pluginDir, "plugins", GuardExecutable, "plugin.yaml"), []byte("name: x\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	pathDir := t.TempDir()
-	helm3OnPath := filepath.Join(pathDir, "helm")
-	if err := os.WriteFile(helm3OnPath, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shared := filepath.Join(home, ".local", "share", "helm", "plugins")
-	own := filepath.Join(home, "helm4", "plugins")
-	tests := []struct {
-		name      string
-		helmBin   string
-		plugins   string
-		path      string
-		helm4Only bool
-		wantErr   string
-	}{
-		{"helm 3 is sent to PATH", "helm3", own, "", false, "Put the guard on PATH instead"},
-		{"default folder is shared", "helm4", shared, "", false, "also Helm 3's default plugins folder"},
-		{"own folder, no helm 3 on PATH", "helm4", own, "", false, ""},
-		{"own folder, helm 3 on PATH reads it", "helm4", own, pathDir, false, "--helm4-only"},
-		{"own folder, helm 3 on PATH, --helm4-only", "helm4", own, pathDir, true, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fakes := fakeHelms{"helm3": {"v3.22.0", shared}, "helm4": {"v4.3.1", tt.plugins}, helm3OnPath: {"v3.22.0", tt.plugins}}
-			env := map[string]string{"HOME": home, "PATH": tt.path}
-			s := helmenv.Settings{HelmBin: tt.helmBin, PluginDir: pluginDir, PluginsDir: tt.plugins}
-			var out bytes.Buffer
-			o := &InstallGuardOptions{Helm4Only: tt.helm4Only, settings: &s, streams: Streams{Out: &out}, getenv: func(k string) string { return env[k] }, run: fakes.run}
-			if err := o.Complete(); err != nil {
-				t.Fatal(err)
-			}
-			err := o.Validate(context.Background())
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("want success, got %v", err)
-				}
-				if err := o.Run(context.Background()); err != nil || !strings.Contains(out.String(), "--post-renderer rotate-key-guard") {
-					t.Fatalf("Run: %v %q", err, out.String())
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || exitcode.Of(err) != exitcode.Refused {
-				t.Fatalf("want refusal containing %q, got %v (exit %d)", tt.wantErr, err, exitcode.Of(err))
-			}
-		})
 	}
 }
 

@@ -1,33 +1,25 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tracebloc/helm-rotate-key/internal/action"
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/guard"
-	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
 )
 
-// HookGuardOptions are the flags of `rotate-key hook guard`, the chart's pre-upgrade and pre-rollback hook Job:
-// the server-side layer of the guard, for upgrades and rollbacks run without the post-renderer.
-type HookGuardOptions struct {
-	Where   string
-	Release string
-	Secret  string
-	Expect  string
-
-	expect    guard.Described
-	namespace string
-	settings  *helmenv.Settings
-	streams   Streams
+// hookGuardCommand is `rotate-key hook guard`, the chart's pre-upgrade and pre-rollback hook Job.
+type hookGuardCommand struct {
+	cfg    *action.Config
+	a      action.HookGuard
+	where  string
+	expect string
 }
 
-func newHookGuardCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
-	o := &HookGuardOptions{settings: settings, streams: streams}
+func newHookGuardCommand(c *action.Config) *cobra.Command {
+	o := &hookGuardCommand{cfg: c}
 	cmd := &cobra.Command{
 		Use:   "guard",
 		Short: "Refuse an upgrade or rollback whose keyring Secret would lose keys (the chart's pre-upgrade/pre-rollback hook)",
@@ -38,60 +30,42 @@ Helm applies anything when it would drop a version, change a key, change active 
 use helm rotate-key rollback, which keeps the live keyring.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.Validate(); err != nil {
+			o.a.Namespace = c.Settings.ResolveNamespace()
+			if err := o.validate(); err != nil {
 				return err
 			}
-			return o.Run(cmd.Context())
+			line, err := o.a.Run(cmd.Context(), c)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.Out, line)
+			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Where, "where", "pre-upgrade", "the hook: pre-upgrade or pre-rollback")
-	f.StringVar(&o.Release, "release", "", "the release (for the message)")
-	f.StringVar(&o.Secret, "secret", "", "name of the keyring Secret (required)")
-	f.StringVar(&o.Expect, "expect", "", `what the operation applies: "absent" or "keep=true;active=vN;key.vN=FINGERPRINT;..."`)
+	f.StringVar(&o.where, "where", "pre-upgrade", "the hook: pre-upgrade or pre-rollback")
+	f.StringVar(&o.a.Release, "release", "", "the release (for the message)")
+	f.StringVar(&o.a.Secret, "secret", "", "name of the keyring Secret (required)")
+	f.StringVar(&o.expect, "expect", "", `what the operation applies: "absent" or "keep=true;active=vN;key.vN=FINGERPRINT;..."`)
 	return cmd
 }
 
-// Validate checks the flags and parses the description.
-func (o *HookGuardOptions) Validate() error {
-	if o.Where != "pre-upgrade" && o.Where != "pre-rollback" {
-		return exitcode.Withf(exitcode.Usage, "--where %q: use pre-upgrade or pre-rollback", o.Where)
+// validate checks the flags and parses the description (pure).
+func (o *hookGuardCommand) validate() error {
+	switch o.where {
+	case "pre-upgrade":
+		o.a.Where = guard.UpgradeHook
+	case "pre-rollback":
+		o.a.Where = guard.RollbackHook
+	default:
+		return exitcode.Withf(exitcode.Usage, "--where %q: use pre-upgrade or pre-rollback", o.where)
 	}
-	if o.Secret == "" || o.Expect == "" {
+	if o.a.Secret == "" || o.expect == "" {
 		return exitcode.Withf(exitcode.Usage, "--secret and --expect are required: the chart passes them")
 	}
 	var err error
-	if o.expect, err = guard.ParseDescribed(o.Expect); err != nil {
+	if o.a.Expect, err = guard.ParseDescribed(o.expect); err != nil {
 		return exitcode.With(exitcode.Usage, err)
 	}
-	o.namespace = o.settings.ResolveNamespace()
 	return nil
-}
-
-// Run reads the live Secret (one GET) and refuses a description that would lose keys.
-func (o *HookGuardOptions) Run(ctx context.Context) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	v, err := judgeLive(ctx, o.settings, o.namespace, o.Secret, func(live *guard.Live, now time.Time) []guard.Finding {
-		return guard.CheckDescribed(o.expect, live, now)
-	})
-	if err != nil {
-		return fmt.Errorf("rotate-key guard (%s) cannot read keyring Secret %s/%s and refuses, because an unchecked %s could drop keys: %w", o.Where, o.namespace, o.Secret, o.Where, err)
-	}
-	switch {
-	case v.secret == nil:
-		fmt.Fprintf(o.streams.Out, "%s/%s: not found; nothing to protect\n", o.namespace, o.Secret)
-		return nil
-	case len(v.findings) == 0:
-		fmt.Fprintf(o.streams.Out, "%s/%s: the %s keeps every key; allowed\n", o.namespace, o.Secret, o.Where)
-		return nil
-	}
-	where := guard.UpgradeHook
-	if o.Where == "pre-rollback" {
-		where = guard.RollbackHook
-	}
-	refusal := &guard.Refusal{Release: o.Release, Namespace: o.namespace, Secret: o.Secret, Where: where, Findings: v.findings}
-	fmt.Fprintln(o.streams.Out, refusal.Error())
-	return v.refuse(ctx, "hook guard", refusal)
 }

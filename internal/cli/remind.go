@@ -5,27 +5,21 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
-	ics "github.com/arran4/golang-ical"
 	"github.com/spf13/cobra"
 
+	"github.com/tracebloc/helm-rotate-key/internal/action"
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
-	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
-	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
-// RemindOptions are the flags of `rotate-key remind`.
-type RemindOptions struct {
-	releaseTarget
-	ICS string
-
-	settings *helmenv.Settings
-	streams  Streams
+// remindCommand is `rotate-key remind RELEASE --ics FILE`.
+type remindCommand struct {
+	targetCommand
+	ics string
 }
 
-func newRemindCommand(streams Streams, settings *helmenv.Settings) *cobra.Command {
-	o := &RemindOptions{settings: settings, streams: streams}
+func newRemindCommand(c *action.Config) *cobra.Command {
+	o := &remindCommand{targetCommand: targetCommand{cfg: c}}
 	cmd := &cobra.Command{
 		Use:   "remind RELEASE --ics FILE",
 		Short: "Write calendar events (RFC 5545) for the earliest retirement and the next rotation",
@@ -34,37 +28,31 @@ func newRemindCommand(streams Streams, settings *helmenv.Settings) *cobra.Comman
 			"to run. Import it into the team calendar when finishing a rotation. --ics - writes to stdout.",
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.complete(args, settings)
-			if o.ICS == "" {
+			o.complete(args)
+			if o.ics == "" {
 				return exitcode.Withf(exitcode.Usage, "--ics FILE is required (use --ics - for stdout)")
 			}
-			return o.Run(cmd.Context())
+			return o.run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&o.Secret, "secret", "", "name of the keyring Secret (default RELEASE"+DefaultSecretSuffix+")")
-	cmd.Flags().StringVar(&o.ICS, "ics", "", "file to write the iCalendar events to (- for stdout)")
+	o.addSecretFlag(cmd)
+	cmd.Flags().StringVar(&o.ics, "ics", "", "file to write the iCalendar events to (- for stdout)")
 	return cmd
 }
 
-// Run reads the state and writes the calendar.
-func (o *RemindOptions) Run(ctx context.Context) error {
-	obs, err := observe(ctx, o.settings, o.namespace, o.Secret, o.Release, rotation.Overrides{})
+// run writes the calendar, atomically (a temporary file renamed over FILE).
+func (o *remindCommand) run(ctx context.Context) error {
+	a := action.Remind{Target: o.t}
+	cal, n, err := a.Run(ctx, o.cfg)
 	if err != nil {
 		return err
 	}
-	if err := obs.require(o.namespace, o.Secret, o.Release); err != nil {
-		return err
+	if o.ics == "-" {
+		return cal.SerializeTo(o.cfg.Out)
 	}
-	cal, n := Reminders(o.namespace, o.Secret, o.Release, obs.state, obs.now)
-	if n == 0 {
-		return exitcode.Withf(exitcode.Usage, "nothing to remind: %s/%s has no rotation in progress and no next due date yet (a rotation records one when it finishes)", o.namespace, o.Secret)
-	}
-	if o.ICS == "-" {
-		return cal.SerializeTo(o.streams.Out)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(o.ICS), ".rotate-key-*.ics")
+	tmp, err := os.CreateTemp(filepath.Dir(o.ics), ".rotate-key-*.ics")
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", o.ICS, err)
+		return fmt.Errorf("writing %s: %w", o.ics, err)
 	}
 	defer os.Remove(tmp.Name())
 	if err := cal.SerializeTo(tmp); err != nil {
@@ -74,42 +62,9 @@ func (o *RemindOptions) Run(ctx context.Context) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), o.ICS); err != nil {
-		return fmt.Errorf("writing %s: %w", o.ICS, err)
+	if err := os.Rename(tmp.Name(), o.ics); err != nil {
+		return fmt.Errorf("writing %s: %w", o.ics, err)
 	}
-	fmt.Fprintf(o.streams.Out, "wrote %d event(s) to %s\n", n, o.ICS)
+	fmt.Fprintf(o.cfg.Out, "wrote %d event(s) to %s\n", n, o.ics)
 	return nil
-}
-
-// Reminders builds the calendar for a keyring's state: the earliest retirement (while Waiting) and the next
-// rotation's due date. It returns the calendar and how many events it holds.
-func Reminders(namespace, secret, release string, st rotation.State, now time.Time) (*ics.Calendar, int) {
-	cal := ics.NewCalendar()
-	cal.SetProductId("-//tracebloc//helm rotate-key//EN")
-	cal.SetMethod(ics.MethodPublish)
-	n := 0
-	add := func(uid string, at time.Time, summary, description string) {
-		ev := cal.AddEvent(uid)
-		ev.SetDtStampTime(now)
-		ev.SetStartAt(at)
-		ev.SetEndAt(at.Add(30 * time.Minute))
-		ev.SetSummary(summary)
-		ev.SetDescription(description)
-		alarm := ev.AddAlarm()
-		alarm.SetAction(ics.ActionDisplay)
-		alarm.SetTrigger("-P1D")
-		n++
-	}
-	command := fmt.Sprintf("helm -n %s rotate-key %s", namespace, release)
-	if st.Phase == rotation.Waiting {
-		add(fmt.Sprintf("%s-retire-v%d@%s.%s.rotate-key", st.RotationID, st.From, secret, namespace), st.RetireAfter,
-			fmt.Sprintf("Retire key v%d of %s/%s", st.From, namespace, secret),
-			fmt.Sprintf("Every token signed with v%d has expired from this time on. Finish rotation %s with:\n%s\nRunbook: docs/RUNBOOKS/requests-proxy-key-rotation.md", st.From, st.RotationID, command))
-	}
-	if !st.NextRotationDue.IsZero() {
-		add(fmt.Sprintf("next-%s@%s.%s.rotate-key", st.NextRotationDue.UTC().Format("20060102"), secret, namespace), st.NextRotationDue,
-			fmt.Sprintf("Rotate the keys of %s/%s", namespace, secret),
-			fmt.Sprintf("The quarterly key rotation is due. Start it with:\n%s\nRunbook: docs/RUNBOOKS/requests-proxy-key-rotation.md", command))
-	}
-	return cal, n
 }

@@ -1,6 +1,7 @@
-// Package cli holds the cobra commands of rotate-key. Commands only parse flags and the environment: each has an
-// Options value filled by Complete (environment, defaults, namespace — once, at the edge), checked by Validate
-// (pure), and carried out by Run (I/O on injected streams). Behaviour lives in the packages below.
+// Package cli holds the cobra commands of rotate-key. A command binds its flags onto an action (package action),
+// completes it from the arguments and the environment (namespace, defaults — once, at the edge), validates it
+// (pure), runs it over an action.Config, and prints the value it returns. Behaviour lives in package action and
+// below; NewConfig, at the edge, builds the production Config.
 package cli
 
 import (
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tracebloc/helm-rotate-key/internal/action"
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
 )
@@ -26,9 +28,8 @@ type Streams struct {
 // StdStreams returns the process's standard streams.
 func StdStreams() Streams { return Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr} }
 
-// GuardExecutable is the name under which the binary acts as the post-renderer: Helm 3 runs an executable of this
-// name found on PATH, and Helm 4 runs the plugin of the same name, so `--post-renderer rotate-key-guard` works on both.
-const GuardExecutable = "rotate-key-guard"
+// GuardExecutable is the name under which the binary acts as the post-renderer (action.GuardExecutable).
+const GuardExecutable = action.GuardExecutable
 
 const rootLong = `rotate-key rotates the HMAC signing keys a Helm release keeps in a Kubernetes Secret, safely:
 add the new key, roll every consumer, promote it, wait for the token TTL, retire the old key — with the state kept
@@ -40,10 +41,17 @@ context and credentials of the helm command line reach it through HELM_* variabl
 Exit codes (docs/exit-codes.md):
 `
 
-// NewRootCommand builds the command tree. getenv is os.Getenv in production.
+// NewRootCommand builds the command tree over the production Config. getenv is os.Getenv in production.
 func NewRootCommand(streams Streams, getenv func(string) string) *cobra.Command {
 	settings := helmenv.FromEnv(getenv)
-	run := &RunOptions{settings: &settings, streams: streams, isTerminal: stdinIsTerminal}
+	return NewRoot(NewConfig(&settings, streams, getenv))
+}
+
+// NewRoot builds the command tree over c: every command runs its action over c (tests pass a Config around a fake
+// clientset and a recording Helm).
+func NewRoot(c *action.Config) *cobra.Command {
+	streams := Streams{In: c.In, Out: c.Out, ErrOut: c.ErrOut}
+	run := newRotateCommand(c, action.ModeRun)
 	root := &cobra.Command{
 		Use:           "rotate-key [RELEASE]",
 		Short:         "Rotate the signing keys of a Helm release without invalidating a live token",
@@ -56,31 +64,31 @@ func NewRootCommand(streams Streams, getenv func(string) string) *cobra.Command 
 			if len(args) == 0 {
 				return cmd.Help()
 			}
-			return run.Execute(cmd.Context(), args)
+			return run.execute(cmd.Context(), args)
 		},
 	}
-	run.AddFlags(root)
+	run.addFlags(root)
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
 	root.SetErr(streams.ErrOut)
-	settings.AddFlags(root.PersistentFlags())
+	c.Settings.AddFlags(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return exitcode.With(exitcode.Usage, fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath()))
 	})
 	root.AddCommand(
 		newVersionCommand(streams),
-		newRunCommand(streams, &settings),
-		newRetireCommand(streams, &settings),
-		newAbortCommand(streams, &settings),
-		newCheckCommand(streams, &settings),
-		newPlanCommand(streams, &settings),
-		newRemindCommand(streams, &settings),
-		newStatusCommand(streams, &settings),
-		newGuardCommand(streams, &settings, getenv),
-		newInstallGuardCommand(streams, &settings, getenv),
-		newHookCommand(streams, &settings, getenv),
-		newUpgradeCommand(streams, &settings),
-		newRollbackCommand(streams, &settings),
+		newRunCommand(c),
+		newRetireCommand(c),
+		newAbortCommand(c),
+		newCheckCommand(c),
+		newPlanCommand(c),
+		newRemindCommand(c),
+		newStatusCommand(c),
+		newGuardCommand(c),
+		newInstallGuardCommand(c),
+		newHookCommand(c),
+		newUpgradeCommand(c),
+		newRollbackCommand(c),
 	)
 	return root
 }

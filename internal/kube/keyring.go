@@ -25,7 +25,7 @@ const FieldManager = "helm-rotate-key"
 const RestartAnnotation = rotation.Prefix + "restarted-for"
 
 // Keyring is the rotation's view of the cluster: one keyring Secret and its consumers in one namespace. It
-// implements rotation.Cluster.
+// implements engine.Cluster (checked in package action).
 type Keyring struct {
 	*Cluster
 	SecretName string
@@ -88,8 +88,6 @@ func (k *Keyring) Event(ctx context.Context, s *corev1.Secret, eventType, reason
 	}
 	_, _ = k.Client.CoreV1().Events(s.Namespace).Create(ctx, ev, metav1.CreateOptions{})
 }
-
-var _ rotation.Cluster = (*Keyring)(nil)
 
 // permission is one thing the rotation needs to be allowed to do in the keyring's namespace.
 type permission struct{ verb, group, resource, name string }

@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +23,40 @@ const (
 	DefaultInterval = 90 * 24 * time.Hour
 	DefaultTTLPath  = "tokenTtlSeconds"
 	MinTTL          = 60 * time.Second
+	// MaxTTL is the longest token TTL accepted anywhere (flag, annotation, release value).
+	MaxTTL = 10 * 365 * 24 * time.Hour
 )
+
+// ParseTTL reads a token TTL as an operator writes it on a command line: whole seconds ("7776000"), days ("90d")
+// or a Go duration ("2160h"). Zero, a negative TTL, one below MinTTL or above MaxTTL is refused: the one TTL rule
+// of the flag, the annotation and the release value (checkTTL).
+func ParseTTL(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n > int64(MaxTTL/time.Second) || n < 0 {
+			return 0, fmt.Errorf("%q is not between %s and 10 years", v, MinTTL)
+		}
+		d = time.Duration(n) * time.Second
+	} else if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil || n < 0 || n > int64(MaxTTL/(24*time.Hour)) {
+			return 0, fmt.Errorf("%q is not a number of days between 1 and %d", v, int64(MaxTTL/(24*time.Hour)))
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else if d, err = time.ParseDuration(v); err != nil {
+		return 0, fmt.Errorf("%q is not seconds, days (90d) or a duration (2160h)", v)
+	}
+	return d, checkTTL(d, v)
+}
+
+// checkTTL is the one bound on a TTL.
+func checkTTL(d time.Duration, as string) error {
+	if d < MinTTL || d > MaxTTL {
+		return fmt.Errorf("%q is not between %s and 10 years", as, MinTTL)
+	}
+	return nil
+}
 
 // ConsumerRef names a workload that reads the keyring.
 type ConsumerRef struct {
@@ -141,9 +175,11 @@ func ResolveConfig(annotations map[string]string, values map[string]any, o Overr
 	return c, nil
 }
 
+// parseSeconds reads the TTL of an annotation or a release value: a whole number of seconds (a YAML number may
+// arrive as 3600 or 3600.0), within checkTTL's bounds.
 func parseSeconds(v string) (time.Duration, error) {
 	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-	if err != nil || f < MinTTL.Seconds() || f > 10*365*24*3600 || f != float64(int64(f)) {
+	if err != nil || f != float64(int64(f)) || f > MaxTTL.Seconds() || checkTTL(time.Duration(int64(f))*time.Second, v) != nil {
 		return 0, fmt.Errorf("%q is not a whole number of seconds between %d and 10 years", v, int(MinTTL.Seconds()))
 	}
 	return time.Duration(int64(f)) * time.Second, nil
@@ -182,3 +218,11 @@ func lookupPath(values map[string]any, path string) (any, bool) {
 	}
 	return cur, true
 }
+
+// RequestPattern is what a rotation request id (the chart value rotate-key.rotation.request) may look like: it
+// becomes the rotation id and part of the restart annotation's value. The library chart checks the same pattern
+// (a test compares the two).
+var RequestPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ValidRequest reports whether id is a valid rotation request id.
+func ValidRequest(id string) bool { return RequestPattern.MatchString(id) }

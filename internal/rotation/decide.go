@@ -64,15 +64,23 @@ func NextRotationDue(s State, interval time.Duration, finished time.Time) time.T
 	return due.UTC().Truncate(time.Second)
 }
 
-// Overdue says why the keyring is overdue at now, or "" when it is not: the next rotation past due, a retirement
-// left undone a day after it could have run, or a rollout phase unfinished for an hour.
+// Overdue says why the keyring is overdue at now, or "" when it is not: the next rotation past due, a step that
+// waits for a time (the retirement) left undone a day after it could have run, or any other step of a rotation
+// unfinished for an hour (a run stopped half-way).
 func Overdue(s State, now time.Time) string {
+	if !s.InProgress() {
+		if !s.NextRotationDue.IsZero() && now.After(s.NextRotationDue) {
+			return fmt.Sprintf("the next rotation was due %s (%s ago)", s.NextRotationDue.UTC().Format(time.RFC3339), now.Sub(s.NextRotationDue).Round(time.Minute))
+		}
+		return ""
+	}
+	t, _ := Forward(s.Phase)
 	switch {
-	case s.Phase == Idle && !s.NextRotationDue.IsZero() && now.After(s.NextRotationDue):
-		return fmt.Sprintf("the next rotation was due %s (%s ago)", s.NextRotationDue.UTC().Format(time.RFC3339), now.Sub(s.NextRotationDue).Round(time.Minute))
-	case s.Phase == Waiting && now.After(s.RetireAfter.Add(OverdueGrace)):
-		return fmt.Sprintf("v%d could be retired since %s and is still trusted", s.From, s.RetireAfter.UTC().Format(time.RFC3339))
-	case s.InProgress() && s.Phase != Waiting && !s.TransitionAt.IsZero() && now.After(s.TransitionAt.Add(StuckAfter)):
+	case t.Until != nil:
+		if now.After(t.Until(s).Add(OverdueGrace)) {
+			return t.Late(s)
+		}
+	case !s.TransitionAt.IsZero() && now.After(s.TransitionAt.Add(StuckAfter)):
 		return fmt.Sprintf("rotation %s has been in phase %s since %s: a run stopped half-way", s.RotationID, s.Phase, s.TransitionAt.UTC().Format(time.RFC3339))
 	}
 	return ""
@@ -89,22 +97,6 @@ func EmergencyPending(s State, reason string) bool {
 	return s.Emergency != reason
 }
 
-// RolloutName labels the rollout of a phase: the restart annotation's value is "<rotation id>/<name>", so
-// re-running a rollout after a crash patches the same value again and restarts nobody twice.
-func RolloutName(p Phase) string {
-	switch p {
-	case KeyAdded:
-		return "after-add"
-	case Promoted:
-		return "after-promote"
-	case Retired:
-		return "after-retire"
-	case Reverted:
-		return "after-revert"
-	}
-	return ""
-}
-
 // Decision is the next step with its reason, for `plan`, `status` and the run loop.
 type Decision struct {
 	Step   Step
@@ -117,28 +109,15 @@ type Decision struct {
 // starts a rotation when none is in progress and one is due, or when forced) and false for the scheduled retire
 // check; force starts a rotation that is not due yet.
 func Next(s State, now time.Time, startRequested, force bool) Decision {
-	switch s.Phase {
-	case KeyAdded:
-		return Decision{Step: StepRollout, Reason: fmt.Sprintf("v%d was added: every consumer must restart and know it before it is promoted", s.To)}
-	case RolledOut:
-		return Decision{Step: StepPromote, Reason: fmt.Sprintf("every consumer knows v%d: promote it", s.To)}
-	case Promoted:
-		return Decision{Step: StepRollout, Reason: fmt.Sprintf("v%d is active: restart the consumers so no signer keeps using v%d", s.To, s.From)}
-	case Waiting:
-		if s.Emergency != "" { // a leaked key: its tokens are rejected now, that is the point
-			return Decision{Step: StepRetire, Reason: fmt.Sprintf("emergency rotation (%s): v%d is active everywhere; retire every other version now", s.Emergency, s.To)}
+	if s.InProgress() {
+		t, ok := Forward(s.Phase)
+		if !ok { // ParseState refuses a phase the table does not know
+			return Decision{Step: StepNothing, Reason: fmt.Sprintf("phase %s has no next step", s.Phase)}
 		}
-		if now.Before(s.RetireAfter) {
-			return Decision{Step: StepWaitTTL, Until: s.RetireAfter, Reason: fmt.Sprintf("tokens signed with v%d may be valid until %s (last pre-promotion pod gone + TTL + clock-skew margin)", s.From, s.RetireAfter.UTC().Format(time.RFC3339))}
+		if t.Until != nil && now.Before(t.Until(s)) {
+			return Decision{Step: StepWaitTTL, Until: t.Until(s), Reason: fmt.Sprintf("tokens signed with v%d may be valid until %s (last pre-promotion pod gone + TTL + clock-skew margin)", s.From, t.Until(s).UTC().Format(time.RFC3339))}
 		}
-		return Decision{Step: StepRetire, Reason: fmt.Sprintf("every token signed with v%d has expired (retire-after %s passed)", s.From, s.RetireAfter.UTC().Format(time.RFC3339))}
-	case Retired:
-		if s.Emergency != "" {
-			return Decision{Step: StepRollout, Reason: fmt.Sprintf("every version but v%d is removed: restart the consumers so no running process still trusts a leaked one", s.To)}
-		}
-		return Decision{Step: StepRollout, Reason: fmt.Sprintf("v%d is removed: restart the consumers so no running process still trusts it", s.From)}
-	case Reverted:
-		return Decision{Step: StepRollout, Reason: fmt.Sprintf("the rotation was aborted and v%d is active again: restart the consumers so no signer keeps using v%d", s.From, s.To)}
+		return Decision{Step: t.Step, Reason: t.Reason(s)}
 	}
 	if !startRequested {
 		return Decision{Step: StepNothing, Reason: "no rotation in progress", Until: s.NextRotationDue}
@@ -147,5 +126,6 @@ func Next(s State, now time.Time, startRequested, force bool) Decision {
 		return Decision{Step: StepNothing, Until: s.NextRotationDue, Reason: fmt.Sprintf("the last rotation finished at %s and the next one is due %s; to rotate now add --force --reason \"...\"; if a key leaked, use --emergency --reason \"INCIDENT\" instead (it retires the leaked versions at once, not after the TTL)",
 			s.FinishedAt.UTC().Format(time.RFC3339), s.NextRotationDue.UTC().Format(time.RFC3339))}
 	}
-	return Decision{Step: StepStart, Reason: "no rotation in progress: add the next key version"}
+	start, _ := Forward(Idle)
+	return Decision{Step: start.Step, Reason: start.Reason(s)}
 }

@@ -1,10 +1,12 @@
-// Package rotation holds the rotation's phases, its state and configuration as they live on the keyring Secret,
-// the lock, and the decision of what to do next. It is pure: functions take values (the Secret's annotations, the
-// API server's time) and return values; the engine loop acts through an interface (see engine.go).
+// Package rotation holds the rotation's phases and their transition table, its state and configuration as they live
+// on the keyring Secret, the lock, the timing rules and the decision of what to do next. It is pure: functions take
+// values (the Secret's annotations, the API server's time) and return values, and it imports no Kubernetes
+// package, so the guard reads it without the engine (package engine acts on the decisions).
 package rotation
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,12 +108,10 @@ func ParseState(annotations map[string]string) (State, error) {
 		}
 	}
 	if p, ok := annotations[AnnoPhase]; ok {
-		switch Phase(p) {
-		case Idle, KeyAdded, RolledOut, Promoted, Waiting, Retired, Reverted:
-			s.Phase = Phase(p)
-		default:
+		if !slices.Contains(Phases(), Phase(p)) {
 			return s, fmt.Errorf("annotation %s=%q is not a known phase", AnnoPhase, p)
 		}
+		s.Phase = Phase(p)
 	}
 	var err error
 	s.RotationID = annotations[AnnoRotationID]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/tracebloc/helm-rotate-key/internal/helmexec"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,23 +110,12 @@ func (h *Helm) WriteWrapper(path string) error {
 	var b strings.Builder
 	b.WriteString("#!/usr/bin/env bash\nexec env -i")
 	for _, kv := range h.Env {
-		b.WriteString(" " + shellQuote(kv))
+		b.WriteString(" " + helmexec.QuoteWord(kv))
 	}
-	b.WriteString(" " + shellQuote(h.Bin) + " \"$@\"\n")
+	b.WriteString(" " + helmexec.QuoteWord(h.Bin) + " \"$@\"\n")
 	return os.WriteFile(path, []byte(b.String()), 0o755)
 }
 
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-// ShellWords joins words into a shell command line, single-quoting every word that holds anything but letters,
-// digits and ._=/- (so golden-file headers and the bench's reproduction commands can be pasted as they are).
-func ShellWords(words []string) string {
-	quoted := make([]string, len(words))
-	for i, w := range words {
-		quoted[i] = w
-		if w == "" || strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=/-") != "" {
-			quoted[i] = shellQuote(w)
-		}
-	}
-	return strings.Join(quoted, " ")
-}
+// ShellWords joins words into a shell command line, quoting every word that needs it (helmexec.Quote), so
+// golden-file headers and the bench's reproduction commands can be pasted as they are.
+func ShellWords(words []string) string { return helmexec.Quote(words) }

@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/tracebloc/helm-rotate-key/internal/engine"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
-	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
@@ -223,7 +223,7 @@ func rotationOverhead(ctx context.Context, env *clusterEnv, r *report) error {
 	s.command("time helm rotate-key app --yes --local -n $NS    # exit 3: waiting for the TTL")
 	s.command("sleep %d; time helm rotate-key app --yes --local -n $NS    # after retireAfter (helm rotate-key status app -o json)", rotationTTL)
 	s.table("Helm", "run", "command wall", "rollouts (bench's watch)", "overhead", "… before the first rollout", "… between rollouts", "… after the last")
-	s.note("Where the overhead goes: before the first rollout of each run, about 0.2 s — Helm starting the plugin, its start-up, and its first requests (release record, Secret, permissions review, the step's write). Between and after the rollouts, the latency of the rollout checks (100 ms apart at first, at most %s apart for a rollout's first %s, so a finished rollout is seen up to that late) plus one state write and one Event per transition. If this target slips (a slower machine, a busier API server), the next step is to wait with a watch on each consumer and its pods, as `kubectl rollout status` does, instead of checking: that removes the detection latency, and needs `watch` on the named Deployments in the chart's Role.", dur(rotation.QuickPoll), rotation.QuickFor)
+	s.note("Where the overhead goes: before the first rollout of each run, about 0.2 s — Helm starting the plugin, its start-up, and its first requests (release record, Secret, permissions review, the step's write). Between and after the rollouts, the latency of the rollout checks (100 ms apart at first, at most %s apart for a rollout's first %s, so a finished rollout is seen up to that late) plus one state write and one Event per transition. If this target slips (a slower machine, a busier API server), the next step is to wait with a watch on each consumer and its pods, as `kubectl rollout status` does, instead of checking: that removes the detection latency, and needs `watch` on the named Deployments in the chart's Role.", dur(engine.QuickPoll), engine.QuickFor)
 	details := r.section("Rotation overhead: each rollout")
 	details.para("Each consumer rollout the bench saw (the restart value's phase), start to end as defined above.")
 	details.table("Helm", "run", "rollout", "Deployment", "duration")

@@ -1,4 +1,4 @@
-package cli
+package action
 
 import (
 	"context"
@@ -9,12 +9,27 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
-	"github.com/tracebloc/helm-rotate-key/internal/helmenv"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/release"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
+
+// DefaultSecretSuffix names the keyring Secret of a release when --secret is not given: <release>-requests-proxy-admin.
+const DefaultSecretSuffix = "-requests-proxy-admin"
+
+// Target is the release, its keyring Secret and namespace, as every command that takes RELEASE resolves them.
+type Target struct {
+	Release, Secret, Namespace string
+}
+
+// SecretFlag is " --secret NAME" when the keyring is not at the default name, for the commands an action prints.
+func (t Target) SecretFlag() string {
+	if t.Secret == t.Release+DefaultSecretSuffix {
+		return ""
+	}
+	return " --secret " + t.Secret
+}
 
 // observation is one read of a release's keyring: what status, plan, check and the run's prompt show.
 type observation struct {
@@ -35,20 +50,17 @@ type observation struct {
 	now        time.Time
 }
 
-// observe reads the release record (best effort), the keyring Secret, its state and configuration, and the API
-// server's time.
-func observe(ctx context.Context, settings *helmenv.Settings, namespace, secretName, releaseName string, o rotation.Overrides) (*observation, error) {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	target, err := connectKeyring(settings, namespace, secretName)
+// observe reads the release record (best effort; none for releaseName ""), the keyring Secret, its state and
+// configuration, and the API server's time.
+func (c *Config) observe(ctx context.Context, t Target, o rotation.Overrides) (*observation, error) {
+	target, err := c.Connect(t.Namespace, t.Secret)
 	if err != nil {
 		return nil, err
 	}
 	obs := &observation{target: target}
-	if releaseName == "" { // a hook Job: it may read its keyring Secret only, never Helm's release records
+	if t.Release == "" { // a hook Job: it may read its keyring Secret only, never Helm's release records
 		obs.releaseErr = fmt.Errorf("no release record read")
-	} else if data, err := target.ReleaseRecord(ctx, settings.Driver, releaseName); err != nil {
+	} else if data, err := target.ReleaseRecord(ctx, c.Settings.Driver, t.Release); err != nil {
 		obs.releaseErr = err
 	} else if rel, err := release.Decode(data); err != nil {
 		obs.releaseErr = err
@@ -71,10 +83,10 @@ func observe(ctx context.Context, settings *helmenv.Settings, namespace, secretN
 	case apierrors.IsNotFound(err):
 		return obs, nil
 	case err != nil:
-		return nil, fmt.Errorf("cannot read the keyring of release %q: %w", releaseName, err)
+		return nil, fmt.Errorf("cannot read the keyring of release %q: %w", t.Release, err)
 	}
 	obs.secret = secret
-	obs.keyring, obs.keyringErr = keyring.Parse(namespace+"/"+secretName, secret.Data)
+	obs.keyring, obs.keyringErr = keyring.Parse(t.Namespace+"/"+t.Secret, secret.Data)
 	obs.state, obs.stateErr = rotation.ParseState(secret.Annotations)
 	obs.config, obs.configErr = rotation.ResolveConfig(secret.Annotations, obs.values, o)
 	if obs.now, err = target.Now(ctx); err != nil {
@@ -83,30 +95,16 @@ func observe(ctx context.Context, settings *helmenv.Settings, namespace, secretN
 	return obs, nil
 }
 
-// releaseTarget is the release, its keyring Secret and namespace, as every command that takes RELEASE resolves them.
-type releaseTarget struct {
-	Release, Secret string
-	namespace       string
-}
-
-// complete fills the target from the arguments: --secret defaults to RELEASE-requests-proxy-admin.
-func (r *releaseTarget) complete(args []string, settings *helmenv.Settings) {
-	r.Release, r.namespace = args[0], settings.ResolveNamespace()
-	if r.Secret == "" {
-		r.Secret = r.Release + DefaultSecretSuffix
-	}
-}
-
-// require turns a missing Secret, a broken keyring, an unreadable state or a bad configuration into the error a
-// command that acts on the keyring must stop with.
-func (obs *observation) require(namespace, secretName, releaseName string) error {
+// require turns a missing Secret, a broken keyring, an unreadable state or a bad configuration into the error an
+// action on the keyring must stop with.
+func (obs *observation) require(t Target) error {
 	switch {
 	case obs.secret == nil:
-		return exitcode.Withf(exitcode.Usage, "keyring Secret %s/%s not found: is %q the release, and its Secret named like that? (--secret NAME, -n NAMESPACE)", namespace, secretName, releaseName)
+		return exitcode.Withf(exitcode.Usage, "keyring Secret %s/%s not found: is %q the release, and its Secret named like that? (--secret NAME, -n NAMESPACE)", t.Namespace, t.Secret, t.Release)
 	case obs.keyringErr != nil:
 		return exitcode.With(exitcode.Refused, obs.keyringErr)
 	case obs.stateErr != nil:
-		return exitcode.Withf(exitcode.Refused, "keyring Secret %s/%s: %v", namespace, secretName, obs.stateErr)
+		return exitcode.Withf(exitcode.Refused, "keyring Secret %s/%s: %v", t.Namespace, t.Secret, obs.stateErr)
 	case obs.configErr != nil:
 		return exitcode.With(exitcode.Usage, obs.configErr)
 	}

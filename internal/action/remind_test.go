@@ -1,4 +1,4 @@
-package cli
+package action_test
 
 import (
 	"strings"
@@ -7,13 +7,16 @@ import (
 
 	ics "github.com/arran4/golang-ical"
 
+	"github.com/tracebloc/helm-rotate-key/internal/action"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
+// (moved from internal/cli/remind_test.go)
 func TestRemindersRoundTripThroughAParser(t *testing.T) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	st := rotation.State{Phase: rotation.Waiting, RotationID: "r1", From: 1, To: 2, RetireAfter: now.Add(90 * 24 * time.Hour), NextRotationDue: now.Add(180 * 24 * time.Hour)}
-	cal, n := Reminders("team", "app-requests-proxy-admin", "app", st, now)
+	target := action.Target{Namespace: "team", Secret: "app-requests-proxy-admin", Release: "app"}
+	cal, n := action.Reminders(target, st, now)
 	if n != 2 {
 		t.Fatalf("%d events, want 2", n)
 	}
@@ -34,7 +37,7 @@ func TestRemindersRoundTripThroughAParser(t *testing.T) {
 			t.Errorf("calendar lacks %q", want)
 		}
 	}
-	if _, n := Reminders("team", "s", "app", rotation.State{Phase: rotation.Idle}, now); n != 0 {
+	if _, n := action.Reminders(target, rotation.State{Phase: rotation.Idle}, now); n != 0 {
 		t.Fatal("no state, no reminder")
 	}
 }

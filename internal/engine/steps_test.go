@@ -1,39 +1,31 @@
-package rotation_test
+package engine_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/tracebloc/helm-rotate-key/internal/engine"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
-// hookJobs is the order in which the chart's post-upgrade hook Jobs run, each limited to its own steps.
-var hookJobs = [][]rotation.Step{
-	{rotation.StepStart},
-	{rotation.StepRollout},
-	{rotation.StepPromote},
-	{rotation.StepRollout},
-	{rotation.StepRetire, rotation.StepRollout},
-}
-
 // upgrade runs the hook Jobs of one `helm upgrade` in order, as separate engines (one per Job), in the simulation.
 func upgrade(t *testing.T, s *sim, request string) rotation.State {
 	t.Helper()
-	for _, steps := range hookJobs {
+	for _, hook := range rotation.ChartHooks() {
 		cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}}
-		engine := &rotation.Engine{
+		engine := &engine.Engine{
 			Cluster: cluster, Config: rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
 			Holder: "job", Actor: "job", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
 			NewRotationID: func(time.Time) string { t.Fatal("a requested rotation must take the request as its id"); return "" },
 			LocalNow:      func() time.Time { return s.now },
 			Sleep:         func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
-			Request:       request, Force: request != "", Steps: steps,
+			Request:       request, Force: request != "", Hook: hook,
 		}
 		if _, err := engine.Run(context.Background(), request != ""); err != nil {
-			t.Fatalf("hook Job %v: %v", steps, err)
+			t.Fatalf("hook Job %s: %v", hook, err)
 		}
 	}
 	st, err := rotation.ParseState(s.mustSecret().Annotations)
@@ -79,19 +71,19 @@ func TestHookJobsRotateOnceAndRetireWhenDue(t *testing.T) {
 func TestStepOutsideTheJobIsLeftAlone(t *testing.T) {
 	s := newSim(t, 11)
 	cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}}
-	engine := &rotation.Engine{
+	run := &engine.Engine{
 		Cluster: cluster, Config: rotation.Config{TTL: simTTL, Interval: time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}}},
 		Holder: "job", Actor: "job", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
 		LocalNow: func() time.Time { return s.now }, Sleep: func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
-		Request: "r1", Force: true, Steps: []rotation.Step{rotation.StepStart},
+		Request: "r1", Force: true, Hook: "add",
 	}
-	res, err := engine.Run(context.Background(), true)
+	res, err := run.Run(context.Background(), true)
 	if err != nil || res.Decision.Step != rotation.StepRollout {
 		t.Fatalf("the add Job must stop after adding, with the rollout next: %v %+v", err, res.Decision)
 	}
 	rv := s.mustSecret().ResourceVersion
-	engine.Steps = []rotation.Step{rotation.StepPromote}
-	if res, err = engine.Run(context.Background(), false); err != nil || res.State.Phase != rotation.KeyAdded || s.mustSecret().ResourceVersion != rv {
+	run.Hook = "promote"
+	if res, err = run.Run(context.Background(), false); err != nil || res.State.Phase != rotation.KeyAdded || s.mustSecret().ResourceVersion != rv {
 		t.Fatalf("the promote Job must not promote before the rollout: %v %+v", err, res.State)
 	}
 }

@@ -1,4 +1,4 @@
-package rotation_test
+package engine_test
 
 import (
 	"context"
@@ -6,21 +6,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tracebloc/helm-rotate-key/internal/engine"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
-// simEngine is one run's engine on the simulation (steps limits it, as a hook Job is limited).
-func simEngine(s *sim, id string, steps ...rotation.Step) *rotation.Engine {
+// simEngine is one run's engine on the simulation (hook, when set, limits it to that hook Job's transitions).
+func simEngine(s *sim, id string, hook ...string) *engine.Engine {
 	cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}}
-	return &rotation.Engine{
+	return &engine.Engine{
 		Cluster: cluster, Config: rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
 		Holder: "sim", Actor: "sim", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
 		NewRotationID: func(time.Time) string { return id },
 		LocalNow:      func() time.Time { return s.now },
 		Sleep:         func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
-		Steps:         steps,
+		Hook:          strings.Join(hook, ""),
 	}
 }
 
@@ -35,7 +36,7 @@ func TestEmergencyRotationInEveryPhase(t *testing.T) {
 	}{
 		{rotation.Idle, func(*testing.T, *sim) {}, "v2"},
 		{rotation.KeyAdded, func(t *testing.T, s *sim) {
-			if _, err := simEngine(s, "r1", rotation.StepStart).Run(ctx, true); err != nil {
+			if _, err := simEngine(s, "r1", "add").Run(ctx, true); err != nil {
 				t.Fatal(err)
 			}
 		}, "v3"},

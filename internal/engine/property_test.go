@@ -1,4 +1,4 @@
-package rotation_test
+package engine_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
+	"github.com/tracebloc/helm-rotate-key/internal/engine"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
@@ -272,7 +273,7 @@ func rotate(t *testing.T, seed uint64, skip string) (rejected, verified int) {
 	s := newSim(t, seed)
 	s.advance(time.Duration(s.rng.IntN(5000)) * time.Millisecond)
 	cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}, skip: skip}
-	engine := &rotation.Engine{
+	engine := &engine.Engine{
 		Cluster: cluster, Config: rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
 		Holder: "sim", Actor: "sim", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
 		NewRotationID: func(time.Time) string { return "sim" },

@@ -1,0 +1,191 @@
+package action
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+	"github.com/tracebloc/helm-rotate-key/internal/release"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+)
+
+// StatusReport is what `status` prints. It names key versions, never key material.
+type StatusReport struct {
+	Namespace string           `json:"namespace"`
+	Release   *release.Summary `json:"release,omitempty"`
+	// ReleaseName is the release asked about (Release is its record, when readable).
+	ReleaseName string `json:"-"`
+	// ReleaseError says why the release record could not be read (for example RBAC in a hook Job); the keyring
+	// part of the report does not depend on it.
+	ReleaseError string `json:"releaseError,omitempty"`
+	Secret       string `json:"secret"`
+	SecretFound  bool   `json:"secretFound"`
+	// Versions are the data keys holding key versions (their names show the naming style).
+	Versions []string `json:"versions"`
+	Active   string   `json:"active,omitempty"`
+	Encoding string   `json:"encoding,omitempty"`
+	// KeyringError is the broken invariant, when the Secret breaks one.
+	KeyringError    string           `json:"keyringError,omitempty"`
+	Phase           string           `json:"phase,omitempty"`
+	RotationID      string           `json:"rotationId,omitempty"`
+	From            string           `json:"from,omitempty"`
+	To              string           `json:"to,omitempty"`
+	RetireAfter     *time.Time       `json:"retireAfter,omitempty"`
+	NextRotationDue *time.Time       `json:"nextRotationDue,omitempty"`
+	Overdue         bool             `json:"overdue"`
+	TTL             string           `json:"ttl,omitempty"`
+	TTLSource       string           `json:"ttlSource,omitempty"`
+	NextStep        string           `json:"nextStep,omitempty"`
+	NextStepReason  string           `json:"nextStepReason,omitempty"`
+	Lock            string           `json:"lock,omitempty"`
+	Consumers       []ConsumerStatus `json:"consumers,omitempty"`
+}
+
+// ConsumerStatus is one consumer and, during a rollout, its progress.
+type ConsumerStatus struct {
+	Workload string `json:"workload"`
+	Rollout  string `json:"rollout,omitempty"`
+}
+
+// Status is `rotate-key status RELEASE`.
+type Status struct {
+	Target
+}
+
+// versionKey matches the data keys that hold key versions in either naming style.
+var versionKey = regexp.MustCompile(`^(key\.)?v[0-9]+$`)
+
+// Run reads the release record and the keyring Secret and returns the report.
+func (a *Status) Run(ctx context.Context, c *Config) (StatusReport, error) {
+	obs, err := c.observe(ctx, a.Target, rotation.Overrides{})
+	if err != nil {
+		return StatusReport{}, err
+	}
+	report := StatusReport{Namespace: a.Namespace, ReleaseName: a.Release, Secret: a.Secret, Versions: []string{}, Release: obs.release}
+	if obs.releaseErr != nil {
+		report.ReleaseError = obs.releaseErr.Error()
+	}
+	if obs.secret == nil {
+		return report, nil
+	}
+	secret, st, now := obs.secret, obs.state, obs.now
+	report.SecretFound = true
+	for name := range secret.Data {
+		if versionKey.MatchString(name) {
+			report.Versions = append(report.Versions, name)
+		}
+	}
+	sort.Strings(report.Versions)
+	if obs.keyringErr != nil {
+		report.KeyringError = obs.keyringErr.Error()
+	} else {
+		report.Active, report.Encoding = keyring.Kid(obs.keyring.Active), obs.keyring.Encoding.String()
+	}
+	if obs.stateErr != nil {
+		report.KeyringError = strings.TrimSpace(report.KeyringError + " " + obs.stateErr.Error())
+		return report, nil
+	}
+	report.Phase, report.RotationID = string(st.Phase), st.RotationID
+	if st.InProgress() {
+		report.From, report.To = keyring.Kid(st.From), keyring.Kid(st.To)
+	}
+	if !st.RetireAfter.IsZero() {
+		report.RetireAfter = &st.RetireAfter
+	}
+	if !st.NextRotationDue.IsZero() {
+		report.NextRotationDue = &st.NextRotationDue
+	}
+	report.Overdue = rotation.Overdue(st, now) != ""
+	if cfg, err := obs.config, obs.configErr; err == nil {
+		report.TTL, report.TTLSource = cfg.TTL.String(), cfg.TTLSource
+		if st.TTLUsed > 0 && st.InProgress() {
+			report.TTL, report.TTLSource = st.TTLUsed.String(), "recorded when this rotation's promotion rolled out"
+		}
+		value := "" // no rollout to report outside the rollout phases
+		if name := rotation.RolloutName(st.Phase); name != "" && st.InProgress() {
+			value = st.RotationID + "/" + name
+		}
+		if consumers, rollouts, err := obs.target.Survey(ctx, cfg.Consumers, value); err == nil {
+			for i, cons := range consumers {
+				cs := ConsumerStatus{Workload: cons.Ref.String()}
+				if i < len(rollouts) {
+					cs.Rollout = rollouts[i].Progress
+				}
+				report.Consumers = append(report.Consumers, cs)
+			}
+		}
+	} else {
+		report.KeyringError = strings.TrimSpace(report.KeyringError + " " + err.Error())
+	}
+	d := rotation.Next(st, now, true, false)
+	report.NextStep, report.NextStepReason = string(d.Step), d.Reason
+	if l, err := rotation.ParseLease(secret.Annotations[rotation.AnnoLease]); err == nil && l != nil {
+		report.Lock = fmt.Sprintf("%s, renewed %s ago", l.Holder, now.Sub(l.Renewed).Round(time.Second))
+	}
+	return report, nil
+}
+
+// FleetEntry is one keyring in `status --all-namespaces`: versions and state, never key material.
+type FleetEntry struct {
+	Namespace       string     `json:"namespace"`
+	Release         string     `json:"release,omitempty"`
+	Secret          string     `json:"secret"`
+	Phase           string     `json:"phase,omitempty"`
+	Active          string     `json:"active,omitempty"`
+	Versions        int        `json:"versions"`
+	RetireAfter     *time.Time `json:"retireAfter,omitempty"`
+	NextRotationDue *time.Time `json:"nextRotationDue,omitempty"`
+	Overdue         bool       `json:"overdue"`
+	Error           string     `json:"error,omitempty"`
+}
+
+// Fleet is `rotate-key status --all-namespaces`: every keyring of the cluster, read with one metadata-only list
+// and one GET per keyring (kube.FindKeyrings).
+type Fleet struct{}
+
+// Run returns the keyrings sorted by namespace and name.
+func (Fleet) Run(ctx context.Context, c *Config) ([]FleetEntry, error) {
+	found, err := c.FindKeyrings(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := c.now()
+	entries := make([]FleetEntry, 0, len(found))
+	for _, k := range found {
+		e := FleetEntry{Namespace: k.Namespace, Release: k.Release, Secret: k.Name}
+		if k.Err != nil {
+			e.Error = k.Err.Error()
+			entries = append(entries, e)
+			continue
+		}
+		if kr, err := keyring.Parse(k.Namespace+"/"+k.Name, k.Data); err != nil {
+			e.Error = err.Error()
+		} else {
+			e.Active, e.Versions = keyring.Kid(kr.Active), len(kr.Keys)
+		}
+		st, err := rotation.ParseState(k.Annotations)
+		if err != nil {
+			e.Error = err.Error()
+		} else {
+			e.Phase, e.Overdue = string(st.Phase), rotation.Overdue(st, now) != ""
+			if !st.RetireAfter.IsZero() && st.Phase == rotation.Waiting {
+				e.RetireAfter = &st.RetireAfter
+			}
+			if !st.NextRotationDue.IsZero() {
+				e.NextRotationDue = &st.NextRotationDue
+			}
+		}
+		entries = append(entries, e)
+	}
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].Namespace != entries[j].Namespace {
+			return entries[i].Namespace < entries[j].Namespace
+		}
+		return entries[i].Secret < entries[j].Secret
+	})
+	return entries, nil
+}

@@ -1,0 +1,26 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tracebloc/helm-rotate-key/internal/action/actiontest"
+)
+
+// (moved from internal/cli/hookpath_test.go)
+func TestUpgradeArguments(t *testing.T) {
+	c := actiontest.New().Config("", func(string) string { return "" })
+	a, err := completeUpgrade(c, []string{"app", "./chart", "-n", "team", "--set", "a=b", "-f", "v.yaml", "--kube-context=prod", "--reuse-values"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Release != "app" || a.Chart != "./chart" || a.Namespace != "team" || c.Settings.KubeContext != "prod" ||
+		strings.Join(a.HelmArgs, " ") != "--set a=b -f v.yaml --reuse-values" {
+		t.Fatalf("got release %q chart %q ns %q context %q helm args %q", a.Release, a.Chart, a.Namespace, c.Settings.KubeContext, a.HelmArgs)
+	}
+	for _, args := range [][]string{{"-f", "v.yaml", "app", "./chart"}, {"app"}, {"app", "./chart", "--post-renderer", "x"}, {"app", "./chart", "-n"}} {
+		if _, err := completeUpgrade(c, args); err == nil {
+			t.Errorf("%q: want a usage error", args)
+		}
+	}
+}

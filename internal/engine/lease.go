@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+)
+
+// claim decides this run's lease from the one the Secret carries (e.lease; nothing is written): ours already, a
+// new one, or a takeover (notice says whose). A lease held by another live run refuses the step.
+func (e *Engine) claim(secret *corev1.Secret, rotationID string, now time.Time) (string, error) {
+	current, err := rotation.ParseLease(secret.Annotations[rotation.AnnoLease])
+	if err != nil {
+		return "", err
+	}
+	if e.lease != nil && current != nil && current.Holder == e.Holder {
+		return "", nil // ours, renewed with every write
+	}
+	lease, notice, err := rotation.DecideLease(current, e.Holder, rotationID, now, e.TakeOver, e.HolderAlive)
+	if err != nil {
+		return "", err
+	}
+	e.lease = &lease
+	return notice, nil
+}
+
+// tookOver reports a lease taken from a dead run, once the write that took it (written) succeeded.
+func (e *Engine) tookOver(ctx context.Context, written *corev1.Secret, notice string) {
+	if notice == "" {
+		return
+	}
+	e.printf("%s: %s", secretName(written), notice)
+	e.Cluster.Event(ctx, written, corev1.EventTypeWarning, "LockTakenOver", notice)
+}
+
+// acquire takes or renews the lease in a write of its own (before a rollout).
+func (e *Engine) acquire(ctx context.Context, secret *corev1.Secret, rotationID string, now time.Time) error {
+	had := e.lease
+	notice, err := e.claim(secret, rotationID, now)
+	if err != nil || e.lease == had {
+		return err
+	}
+	updated := secret.DeepCopy()
+	if updated.Annotations == nil {
+		updated.Annotations = map[string]string{}
+	}
+	updated.Annotations[rotation.AnnoLease] = e.lease.Format()
+	written, err := e.Cluster.UpdateSecret(ctx, updated)
+	if err != nil {
+		e.lease = had
+		return err
+	}
+	*secret = *written
+	e.tookOver(ctx, written, notice)
+	return nil
+}
+
+// renew refreshes the lease during a long rollout.
+func (e *Engine) renew(ctx context.Context) (*corev1.Secret, error) {
+	secret, err := e.Cluster.Secret(ctx)
+	if err != nil {
+		return nil, err
+	}
+	current, err := rotation.ParseLease(secret.Annotations[rotation.AnnoLease])
+	if err != nil {
+		return nil, err
+	}
+	if current == nil || current.Holder != e.Holder {
+		return nil, fmt.Errorf("the rotation lock was taken over by %s while this run waited for a rollout; this run stops (the other one carries on)", holderOf(current))
+	}
+	now, err := e.Cluster.Now(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.lease.Renewed = now
+	updated := secret.DeepCopy()
+	updated.Annotations[rotation.AnnoLease] = e.lease.Format()
+	return e.Cluster.UpdateSecret(ctx, updated)
+}
+
+// release removes our lease when the run stops with the rotation waiting.
+func (e *Engine) release(ctx context.Context, secret *corev1.Secret) error {
+	current, err := rotation.ParseLease(secret.Annotations[rotation.AnnoLease])
+	if err != nil || current == nil || current.Holder != e.Holder {
+		return nil
+	}
+	updated := secret.DeepCopy()
+	delete(updated.Annotations, rotation.AnnoLease)
+	_, err = e.Cluster.UpdateSecret(ctx, updated)
+	e.lease = nil
+	return err
+}
+
+func holderOf(l *rotation.Lease) string {
+	if l == nil {
+		return "nobody (the lock was removed)"
+	}
+	return l.Holder
+}

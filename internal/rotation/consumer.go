@@ -1,0 +1,74 @@
+package rotation
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+)
+
+// Consumer is a workload that reads the keyring, as the cluster layer found it.
+type Consumer struct {
+	Ref ConsumerRef
+	// Pinned lists the keyring data keys the pod template names explicitly (secretKeyRef.key, volume items[].key):
+	// those versions are never retired.
+	Pinned []string
+}
+
+// RolloutStatus is one consumer's progress towards "no pod from before the restart is left".
+type RolloutStatus struct {
+	Done     bool
+	Progress string
+}
+
+// Consistent checks that the state annotations agree with the keyring they describe. Every transition writes data
+// and state together, so a disagreement means a hand edit; acting on it could remove a version that is still needed
+// (e.g. "abort before the promotion" on a state that names the wrong new version).
+func Consistent(st State, k *keyring.Keyring) error {
+	if !st.InProgress() {
+		return nil
+	}
+	problem := ""
+	_, hasTo := k.Keys[st.To]
+	switch {
+	case !hasTo:
+		problem = fmt.Sprintf("the state names v%d as the new version, which is not in the keyring", st.To)
+	case (st.Phase == KeyAdded || st.Phase == RolledOut) && (k.Active != st.From || st.To != k.Newest() || st.To <= st.From):
+		problem = fmt.Sprintf("phase %s needs active = from (v%d) and to (v%d) = the newest version; the keyring has active v%d, newest v%d", st.Phase, st.From, st.To, k.Active, k.Newest())
+	case st.Phase == Reverted && k.Active != st.From:
+		problem = fmt.Sprintf("phase Reverted needs active = v%d, the keyring has v%d", st.From, k.Active)
+	case (st.Phase == Promoted || st.Phase == Waiting || st.Phase == Retired) && k.Active != st.To:
+		problem = fmt.Sprintf("phase %s needs active = v%d, the keyring has v%d", st.Phase, st.To, k.Active)
+	}
+	if problem == "" {
+		return nil
+	}
+	return &keyring.Violation{Secret: k.Secret, Rule: keyring.RuleTransition, Detail: "the rotation state contradicts the keyring (edited by hand?): " + problem,
+		Fix: "restore the state annotations or the keyring from what the Secret's Events record; nothing was changed"}
+}
+
+// Retirement is the retirement's data change: the outgoing version, or, in an emergency rotation, every version but
+// the new active one (a leaked Secret exposed all of them). Pinned versions and the active one are never removed.
+func Retirement(k *keyring.Keyring, st State, pinned []string) (keyring.Change, error) {
+	outgoing := []int{st.From}
+	if st.Emergency != "" {
+		outgoing = outgoing[:0]
+		for _, v := range k.Versions() {
+			if v != st.To {
+				outgoing = append(outgoing, v)
+			}
+		}
+	}
+	var all keyring.Change
+	var removed []string
+	for _, v := range outgoing {
+		c, err := k.Remove(v, pinned)
+		if err != nil {
+			return keyring.Change{}, err
+		}
+		all.Delete = append(all.Delete, c.Delete...)
+		removed = append(removed, keyring.Kid(v))
+	}
+	all.Summary = "removed " + strings.Join(removed, ", ")
+	return all, nil
+}

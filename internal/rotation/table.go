@@ -1,0 +1,254 @@
+package rotation
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Write names the change a transition makes to the keyring Secret. The engine has one function per Write; every
+// other fact about a transition lives in Table.
+type Write string
+
+// The writes. Each is one resourceVersion-guarded update of the Secret (data and state together).
+const (
+	// WriteAddKey adds v(highest+1); active is unchanged.
+	WriteAddKey Write = "add-key"
+	// WritePromote sets active to the rotation's new version.
+	WritePromote Write = "promote"
+	// WriteRetire removes the outgoing version (in an emergency: every version but the new one).
+	WriteRetire Write = "retire"
+	// WriteRolledOut records that every consumer restarted (state only).
+	WriteRolledOut Write = "rolled-out"
+	// WriteScheduleRetirement records retire-after = end of the rollout + TTL + margin (state only).
+	WriteScheduleRetirement Write = "schedule-retirement"
+	// WriteScheduleReturn, after an abort's rollout, makes the aborted version the outgoing one of a rotation back
+	// to the old version, retired after the TTL like any other (state only).
+	WriteScheduleReturn Write = "schedule-return"
+	// WriteFinish records finished-at and the next rotation's due date (state only).
+	WriteFinish Write = "finish"
+	// WriteDropNew removes the new version before anyone signed with it (abort before the promotion).
+	WriteDropNew Write = "drop-new"
+	// WriteRevert sets active back to the old version and keeps the new one (abort after the promotion).
+	WriteRevert Write = "revert"
+	// WriteNothing changes nothing: the transition only resumes what its phase still owes (a rollout).
+	WriteNothing Write = "nothing"
+)
+
+// StepAbort stops the rotation in progress (see the abort rows of Table).
+const StepAbort Step = "abort"
+
+// AnyPhase is the From of a transition that may start in every phase (the emergency rotation).
+const AnyPhase Phase = "*"
+
+// Transition is one row of the rotation's state machine: in phase From, step Step restarts every consumer with
+// the restart value "<rotation id>/<Rollout>" when Rollout is set and waits until none has a pod from before, then
+// performs Write and moves to Then, recording an Event with reason Event.
+type Transition struct {
+	From Phase
+	Step Step
+	// Rollout names the restart of the consumers this step waits for; "" when it restarts nobody.
+	Rollout string
+	Write   Write
+	Then    Phase
+	Event   string
+	// Hooks are the chart's hook Jobs that may perform this transition; the first is the Job that performs it on
+	// the forward path (the chart runs them in that order). None: only a run from a machine performs it.
+	Hooks []string
+	// Plan is what `plan` lists for this transition, {from}, {to}, {restart}, {ttl} and {retireAfter} filled in.
+	Plan []string
+	// Upgrade describes the hook path's `helm upgrade` that carries this step ("" for the default).
+	Upgrade string
+	// Reason says why this is the next step (status, plan, the run's output).
+	Reason func(State) string
+	// Until, when set, is the time before which the step must not run (the decision is then StepWaitTTL).
+	Until func(State) time.Time
+	// Late says what is overdue when the step has waited OverdueGrace past Until.
+	Late func(State) string
+}
+
+// Table is the rotation: every phase, what the next run does there, and what it writes. The engine, Next, plan,
+// status, check, the hook path and the chart's hook Jobs read it; adding a phase is a row here plus, when it
+// writes something new, the engine function for its Write (docs/design.md, "The transition table").
+var Table = []Transition{
+	{From: Idle, Step: StepStart, Write: WriteAddKey, Then: KeyAdded, Event: "KeyAdded", Hooks: []string{"add"},
+		Plan:    []string{"add {to} (active stays {from})"},
+		Upgrade: "add {next}, roll out, promote, roll out",
+		Reason:  func(State) string { return "no rotation in progress: add the next key version" }},
+	{From: KeyAdded, Step: StepRollout, Rollout: "after-add", Write: WriteRolledOut, Then: RolledOut, Event: "ConsumersRestarted", Hooks: []string{"rollout", "retire"},
+		Plan: []string{"{restart}"},
+		Reason: func(s State) string {
+			return fmt.Sprintf("v%d was added: every consumer must restart and know it before it is promoted", s.To)
+		}},
+	{From: RolledOut, Step: StepPromote, Write: WritePromote, Then: Promoted, Event: "KeyPromoted", Hooks: []string{"promote"},
+		Plan:   []string{"promote {to}"},
+		Reason: func(s State) string { return fmt.Sprintf("every consumer knows v%d: promote it", s.To) }},
+	{From: Promoted, Step: StepRollout, Rollout: "after-promote", Write: WriteScheduleRetirement, Then: Waiting, Event: "ConsumersRestarted", Hooks: []string{"rollout", "retire"},
+		Plan: []string{"{restart}", "stop: {from} stays until now + TTL ({ttl})"},
+		Reason: func(s State) string {
+			return fmt.Sprintf("v%d is active: restart the consumers so no signer keeps using v%d", s.To, s.From)
+		}},
+	{From: Waiting, Step: StepRetire, Write: WriteRetire, Then: Retired, Event: "KeyRetired", Hooks: []string{"retire"},
+		Plan:    []string{"after {retireAfter}: remove {from}"},
+		Upgrade: "retire {from}, token TTL passed",
+		Until:   func(s State) time.Time { return s.RetireAfter },
+		Reason: func(s State) string {
+			if s.Emergency != "" { // a leaked key: its tokens are rejected now, that is the point
+				return fmt.Sprintf("emergency rotation (%s): v%d is active everywhere; retire every other version now", s.Emergency, s.To)
+			}
+			return fmt.Sprintf("every token signed with v%d has expired (retire-after %s passed)", s.From, s.RetireAfter.UTC().Format(time.RFC3339))
+		},
+		Late: func(s State) string {
+			return fmt.Sprintf("v%d could be retired since %s and is still trusted", s.From, s.RetireAfter.UTC().Format(time.RFC3339))
+		}},
+	{From: Retired, Step: StepRollout, Rollout: "after-retire", Write: WriteFinish, Then: Idle, Event: "RotationFinished", Hooks: []string{"retire", "rollout"},
+		Plan: []string{"{restart}", "record the next rotation's due date"},
+		Reason: func(s State) string {
+			if s.Emergency != "" {
+				return fmt.Sprintf("every version but v%d is removed: restart the consumers so no running process still trusts a leaked one", s.To)
+			}
+			return fmt.Sprintf("v%d is removed: restart the consumers so no running process still trusts it", s.From)
+		}},
+	{From: Reverted, Step: StepRollout, Rollout: "after-revert", Write: WriteScheduleReturn, Then: Waiting, Event: "RotationAborted", Hooks: []string{"rollout", "retire"},
+		Plan: []string{"{restart}", "stop: {to} stays until now + TTL ({ttl}), then it is retired"},
+		Reason: func(s State) string {
+			return fmt.Sprintf("the rotation was aborted and v%d is active again: restart the consumers so no signer keeps using v%d", s.From, s.To)
+		}},
+
+	// The emergency rotation of a leaked keyring starts in any phase and supersedes the rotation in progress.
+	{From: AnyPhase, Step: StepEmergency, Write: WriteAddKey, Then: KeyAdded, Event: "EmergencyKeyAdded",
+		Reason: func(s State) string {
+			return fmt.Sprintf("emergency rotation (%s): add a fresh key; once it is active everywhere every other version is retired at once", s.Emergency)
+		}},
+
+	// Aborts. Before the promotion nobody signed with the new version; after it, somebody may have.
+	{From: KeyAdded, Step: StepAbort, Write: WriteDropNew, Then: Idle, Event: "RotationAborted"},
+	{From: RolledOut, Step: StepAbort, Write: WriteDropNew, Then: Idle, Event: "RotationAborted"},
+	{From: Promoted, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted"},
+	{From: Waiting, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted"},
+	{From: Reverted, Step: StepAbort, Write: WriteNothing, Then: Reverted},
+}
+
+// Lookup returns the transition of step in phase p (the emergency's row matches every phase).
+func Lookup(p Phase, step Step) (Transition, bool) {
+	for _, t := range Table {
+		if (t.From == p || t.From == AnyPhase) && t.Step == step {
+			return t, true
+		}
+	}
+	return Transition{}, false
+}
+
+// Forward returns the transition a run performs in phase p when nobody asks for anything else (no abort, no
+// emergency): the rotation's way forward.
+func Forward(p Phase) (Transition, bool) {
+	for _, t := range Table {
+		if t.From == p && t.Step != StepAbort && t.Step != StepEmergency {
+			return t, true
+		}
+	}
+	return Transition{}, false
+}
+
+// Phases lists every phase the table knows, in the order of the forward path.
+func Phases() []Phase {
+	var out []Phase
+	seen := map[Phase]bool{AnyPhase: true}
+	for _, t := range Table {
+		for _, p := range []Phase{t.From, t.Then} {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// RolloutName labels the rollout of a phase: the restart annotation's value is "<rotation id>/<name>", so
+// re-running a rollout after a crash patches the same value again and restarts nobody twice. "" for a phase that
+// restarts nobody.
+func RolloutName(p Phase) string {
+	t, _ := Forward(p)
+	return t.Rollout
+}
+
+// ChartHooks is the order of the chart's post-upgrade hook Jobs: the hook that performs each transition of the
+// forward path from Idle to the end of the retirement, each listed once in a row.
+func ChartHooks() []string {
+	var out []string
+	for p := Idle; ; {
+		t, ok := Forward(p)
+		if !ok || len(t.Hooks) == 0 {
+			return out
+		}
+		if len(out) == 0 || out[len(out)-1] != t.Hooks[0] {
+			out = append(out, t.Hooks[0])
+		}
+		if p = t.Then; p == Idle {
+			return out
+		}
+	}
+}
+
+// HookMayPerform reports whether the chart's hook Job named hook performs transition t.
+func HookMayPerform(hook string, t Transition) bool {
+	for _, h := range t.Hooks {
+		if h == hook {
+			return true
+		}
+	}
+	return false
+}
+
+// IsHook reports whether name is one of the chart's hook Jobs.
+func IsHook(name string) bool {
+	for _, t := range Table {
+		if HookMayPerform(name, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// PlanFacts fill the placeholders of Transition.Plan and Transition.Upgrade.
+type PlanFacts struct {
+	From, To, Next int
+	Consumers      int
+	TTL            time.Duration
+	RetireAfter    time.Time
+	Phase          Phase
+}
+
+func (f PlanFacts) fill(text string) string {
+	return strings.NewReplacer(
+		"{from}", fmt.Sprintf("v%d", f.From), "{to}", fmt.Sprintf("v%d", f.To), "{next}", fmt.Sprintf("v%d", f.Next),
+		"{restart}", fmt.Sprintf("restart %d consumers and wait until none has a pod from before", f.Consumers),
+		"{ttl}", f.TTL.String(), "{retireAfter}", f.RetireAfter.UTC().Format(time.RFC3339), "{phase}", string(f.Phase),
+	).Replace(text)
+}
+
+// PlanSteps lists what runs from phase p on until the rotation stops (waiting for the TTL, or Idle again).
+func PlanSteps(p Phase, f PlanFacts) []string {
+	var out []string
+	for start := p; ; {
+		t, ok := Forward(p)
+		if !ok {
+			return out
+		}
+		for _, line := range t.Plan {
+			out = append(out, f.fill(line))
+		}
+		if p = t.Then; p == Idle || p == Waiting || p == start {
+			return out
+		}
+	}
+}
+
+// UpgradeDescription is the `helm history` description of the hook path's upgrade that performs t.
+func UpgradeDescription(t Transition, f PlanFacts) string {
+	if t.Upgrade == "" {
+		return f.fill("resume at {phase}")
+	}
+	return f.fill(t.Upgrade)
+}
