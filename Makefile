@@ -71,7 +71,7 @@ lint: $(STATICCHECK) ## gofmt + go vet + staticcheck
 
 # The fast loop runs the property test's short form (100 randomized rotations); make test runs all 1,000.
 UNITFLAGS ?= -short
-unit: ## tests that need no cluster (make test: with the full property test)
+unit: tools ## tests that need no cluster (the chart tests run the built Helm CLIs; make test: with the full property test)
 	$(GO) test -count=1 $(UNITFLAGS) $$($(GO) list ./... | grep -v /test/e2e)
 
 fuzz: ## run every fuzz target FUZZTIME executions each (default 100000x; a count, see scripts/fuzz.sh)

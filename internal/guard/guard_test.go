@@ -209,3 +209,22 @@ func TestCandidatesKeepEverySecret(t *testing.T) {
 		t.Fatalf("candidates kept %d bytes: the other documents must not be parsed", got)
 	}
 }
+
+// The guard hook's --expect is written by the chart but may be edited in a Job by hand: refused, or read into a
+// description that formats back to itself — never a panic.
+func FuzzParseDescribed(f *testing.F) {
+	f.Add("absent")
+	f.Add("keep=true;active=v2;key.v1=0123456789abcdef;key.v2=fedcba9876543210")
+	f.Add("keep=;active=;=0123456789abcdef")
+	f.Add("keep=true;key.v1=XYZ")
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDescribed(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseDescribed(d.String())
+		if err != nil || again.String() != d.String() {
+			t.Fatalf("%q does not survive its round trip: %v %q", s, err, again.String())
+		}
+	})
+}

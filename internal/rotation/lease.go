@@ -13,6 +13,9 @@ const (
 	RenewEvery    = 15 * time.Second
 )
 
+// maxLeaseSeconds bounds a lease's lifetime as read from the annotation.
+const maxLeaseSeconds = 24 * 60 * 60
+
 // Lease is the rotation lock, stored in the Secret's AnnoLease annotation, so taking it is one resourceVersion-
 // guarded write of the Secret the rotation already may update (no extra RBAC). Holder names a process:
 // "user@host pid N", or "pod NAME" in a hook Job.
@@ -48,9 +51,11 @@ func ParseLease(v string) (*Lease, error) {
 			}
 			l.Renewed = t
 		case "seconds":
+			// A lifetime beyond a day is no lease any writer makes (60 s; the runbook's 180 s), and a huge one would
+			// overflow into a negative duration: a live lock read as expired.
 			n, err := strconv.Atoi(val)
-			if err != nil || n <= 0 {
-				return nil, fmt.Errorf("lease annotation %s: seconds=%q is not a positive number", AnnoLease, val)
+			if err != nil || n <= 0 || n > maxLeaseSeconds {
+				return nil, fmt.Errorf("lease annotation %s: seconds=%q is not a number of seconds between 1 and %d", AnnoLease, val, maxLeaseSeconds)
 			}
 			l.Duration = time.Duration(n) * time.Second
 		}

@@ -66,7 +66,7 @@ const (
 	// still trusts vN (a leaked vN must stop working), then back to Idle.
 	Retired Phase = "Retired"
 	// Reverted: an abort after the promotion set `active` back to vN and kept v(N+1) (tokens may already be
-	// signed with it). Next: restart the consumers so every signer uses vN again, then back to Idle.
+	// signed with it). Next: restart the consumers so every signer uses vN again, then it waits like any other rotation, the aborted version outgoing (retired after the TTL).
 	Reverted Phase = "Reverted"
 )
 

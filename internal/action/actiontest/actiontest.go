@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -62,6 +63,15 @@ func New(objects ...runtime.Object) *Fixture {
 		review := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
 		review.Status.Allowed = true
 		return true, review, nil
+	})
+	// The tracker ignores generateName: name Events as the API server would, so that every one is kept.
+	events := 0
+	client.PrependReactor("create", "events", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if e := a.(k8stesting.CreateAction).GetObject().(*corev1.Event); e.Name == "" {
+			events++
+			e.Name = fmt.Sprintf("%s%05d", e.GenerateName, events)
+		}
+		return false, nil, nil
 	})
 	return &Fixture{Client: client, Helm: &Helm{}}
 }
@@ -121,7 +131,6 @@ type Helm struct {
 	Calls []string
 	// Answer, when set, answers a call: stdout, and an exit code (0: success).
 	Answer func(bin string, args []string) (string, int)
-	bin    string
 }
 
 // At is the same recorder for another binary.
@@ -179,7 +188,8 @@ func Keyring(name string, n, active int, annotations map[string]string) *corev1.
 	}
 	data := map[string][]byte{"active": []byte(fmt.Sprintf("v%d", active))}
 	for v := 1; v <= n; v++ {
-		data[fmt.Sprintf("key.v%d", v)] = bytes.Repeat([]byte{byte('a' + v)}, 32)
+		sum := sha256.Sum256([]byte(fmt.Sprintf("%s key v%d", name, v))) // looks random to the keyring rules, same every run
+		data[fmt.Sprintf("key.v%d", v)] = sum[:]
 	}
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Annotations: annotations, ResourceVersion: "1",
 		Labels: map[string]string{"app.kubernetes.io/instance": "app"}}, Data: data}

@@ -1,0 +1,70 @@
+package rotation
+
+import (
+	"testing"
+)
+
+// The state annotations are hand-editable (the runbook's manual path writes them, an operator may edit them): any
+// value is refused with an error or read into a state that survives its own round trip — never a panic.
+func FuzzParseState(f *testing.F) {
+	f.Add("Waiting", "r1", "v1", "v2", "2026-11-30T10:00:00Z", "2026-11-30T11:01:00Z", "3600", "")
+	f.Add("KeyAdded", "emergency-x", "v2", "v3", "", "", "", "INC-1")
+	f.Add("Idle", "", "", "", "", "", "", "")
+	f.Add("Waiting", "r1", "v01", "v2", "2026-11-30T10:00:00+02:00", "2026-11-30T10:00:00Z", "-5", "")
+	f.Add("Sideways", "r1", "v9999999999", "x", "yesterday", "", "1e9", "")
+	f.Fuzz(func(t *testing.T, phase, id, from, to, promoted, retire, ttl, emergency string) {
+		anno := map[string]string{}
+		for k, v := range map[string]string{AnnoPhase: phase, AnnoRotationID: id, AnnoFrom: from, AnnoTo: to, AnnoPromotedAt: promoted,
+			AnnoRetireAfter: retire, AnnoTTLUsed: ttl, AnnoEmergency: emergency} {
+			if v != "" {
+				anno[k] = v
+			}
+		}
+		st, err := ParseState(anno)
+		if err != nil {
+			return
+		}
+		again, err := ParseState(st.ApplyAnnotations(nil))
+		if err != nil || again.String() != st.String() || !again.RetireAfter.Equal(st.RetireAfter) || again.TTLUsed != st.TTLUsed {
+			t.Fatalf("state %q does not survive its round trip: %v %q", st, err, again)
+		}
+		if st.Phase == Waiting && st.Emergency == "" && st.RetireAfter.Before(st.PromotedAt.Add(st.TTLUsed)) {
+			t.Fatalf("a Waiting state retires before promoted-at + TTL: %q", st)
+		}
+	})
+}
+
+// The lease annotation is hand-editable too: refused, or read into a lease that formats back to itself, with a
+// positive lifetime (a lifetime that overflowed would make a live lock look expired).
+func FuzzParseLease(f *testing.F) {
+	f.Add("holder=op@laptop pid 1;rotation=r1;renewed=2026-11-30T12:00:00Z;seconds=60")
+	f.Add("holder=runbook op@host shell 7 123;rotation=r1;renewed=2026-11-30T12:00:00Z;seconds=180")
+	f.Add("holder=x;renewed=2026-11-30T12:00:00Z;seconds=9223372036854775807")
+	f.Add("holder=;seconds=0")
+	f.Fuzz(func(t *testing.T, v string) {
+		l, err := ParseLease(v)
+		if err != nil || l == nil {
+			return
+		}
+		if l.Duration <= 0 || l.Expired(l.Renewed) {
+			t.Fatalf("lease %q has lifetime %s", v, l.Duration)
+		}
+		again, err := ParseLease(l.Format())
+		if err != nil || again.Holder != l.Holder || again.RotationID != l.RotationID || !again.Renewed.Equal(l.Renewed) || again.Duration != l.Duration {
+			t.Fatalf("lease %q does not survive its round trip: %v %+v %+v", v, err, l, again)
+		}
+	})
+}
+
+// --ttl is typed by hand: refused, or a TTL within the bounds every other TTL source has.
+func FuzzParseTTL(f *testing.F) {
+	for _, s := range []string{"60", "90d", "2160h", "0", "-1d", "4000d", "1e3", " 3600 ", "9223372036854775807", "1h-30m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d, err := ParseTTL(v)
+		if err == nil && (d < MinTTL || d > MaxTTL) {
+			t.Fatalf("ParseTTL(%q) = %s, outside [%s, %s]", v, d, MinTTL, MaxTTL)
+		}
+	})
+}
