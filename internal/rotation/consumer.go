@@ -30,15 +30,15 @@ func Consistent(st State, k *keyring.Keyring) error {
 	}
 	problem := ""
 	_, hasTo := k.Keys[st.To]
+	t, _ := Forward(st.Phase)
+	active := map[string]int{"from": st.From, "to": st.To}[t.Active]
 	switch {
 	case !hasTo:
 		problem = fmt.Sprintf("the state names v%d as the new version, which is not in the keyring", st.To)
-	case (st.Phase == KeyAdded || st.Phase == RolledOut) && (k.Active != st.From || st.To != k.Newest() || st.To <= st.From):
-		problem = fmt.Sprintf("phase %s needs active = from (v%d) and to (v%d) = the newest version; the keyring has active v%d, newest v%d", st.Phase, st.From, st.To, k.Active, k.Newest())
-	case st.Phase == Reverted && k.Active != st.From:
-		problem = fmt.Sprintf("phase Reverted needs active = v%d, the keyring has v%d", st.From, k.Active)
-	case (st.Phase == Promoted || st.Phase == Waiting || st.Phase == Retired) && k.Active != st.To:
-		problem = fmt.Sprintf("phase %s needs active = v%d, the keyring has v%d", st.Phase, st.To, k.Active)
+	case t.ToNewest && (k.Active != active || st.To != k.Newest() || st.To <= st.From):
+		problem = fmt.Sprintf("phase %s needs active = %s (v%d) and to (v%d) = the newest version; the keyring has active v%d, newest v%d", st.Phase, t.Active, active, st.To, k.Active, k.Newest())
+	case active != 0 && k.Active != active:
+		problem = fmt.Sprintf("phase %s needs active = v%d, the keyring has v%d", st.Phase, active, k.Active)
 	}
 	if problem == "" {
 		return nil

@@ -5,27 +5,6 @@ import (
 	"time"
 )
 
-// Step is what the next run does.
-type Step string
-
-const (
-	// StepStart adds v(N+1) and moves to KeyAdded.
-	StepStart Step = "add-key"
-	// StepRollout restarts every consumer and waits until no pod from before the last write remains.
-	StepRollout Step = "rollout"
-	// StepPromote sets active to v(N+1).
-	StepPromote Step = "promote"
-	// StepWaitTTL: nothing to do until RetireAfter.
-	StepWaitTTL Step = "wait-ttl"
-	// StepRetire removes vN.
-	StepRetire Step = "retire"
-	// StepNothing: no rotation in progress and none due (or not asked for).
-	StepNothing Step = "nothing"
-	// StepEmergency starts an emergency rotation in any phase: it adds v(highest+1) beside every present version
-	// and moves to KeyAdded; the rotation in progress, if any, is superseded (its versions are retired with the rest).
-	StepEmergency Step = "emergency-add-key"
-)
-
 // Timing rules, each written once: the engine, status, check, remind and the runbook's manual path use these.
 const (
 	// ClockSkewMargin is added to the TTL when the retirement time is computed: a verifier whose clock runs behind

@@ -44,32 +44,6 @@ const (
 	AnnoEmergency = Prefix + "emergency"
 )
 
-// Phase is where a rotation stands. Every transition between phases is one write of the Secret, guarded by its
-// resourceVersion; a run that crashes anywhere finds the last phase written and carries on from there.
-type Phase string
-
-const (
-	// Idle: no rotation in progress. A finished rotation returns here with NextRotationDue set.
-	Idle Phase = "Idle"
-	// KeyAdded: v(N+1) is in the Secret, `active` still names vN. Next: restart every consumer so that each one
-	// knows v(N+1) before anyone signs with it.
-	KeyAdded Phase = "KeyAdded"
-	// RolledOut: no pod that started before the add is left. Next: promote.
-	RolledOut Phase = "RolledOut"
-	// Promoted: `active` names v(N+1). Next: restart every consumer again, because a signer that read `active` at
-	// start keeps signing with vN until it restarts.
-	Promoted Phase = "Promoted"
-	// Waiting: every pre-promotion pod is gone; vN-signed tokens may live until RetireAfter. Next, once the API
-	// server's clock passes RetireAfter: retire vN.
-	Waiting Phase = "Waiting"
-	// Retired: vN is removed from the Secret. Next: restart the consumers once more, so that no running process
-	// still trusts vN (a leaked vN must stop working), then back to Idle.
-	Retired Phase = "Retired"
-	// Reverted: an abort after the promotion set `active` back to vN and kept v(N+1) (tokens may already be
-	// signed with it). Next: restart the consumers so every signer uses vN again, then it waits like any other rotation, the aborted version outgoing (retired after the TTL).
-	Reverted Phase = "Reverted"
-)
-
 // State is the rotation state stored in the Secret's annotations.
 type State struct {
 	Phase           Phase
@@ -150,17 +124,21 @@ func ParseState(annotations map[string]string) (State, error) {
 		// and the reason are written together): an emergency annotation added to a running rotation is a hand edit.
 		err = fmt.Errorf("annotation %s on rotation %s, which was not started as an emergency: the state annotations were edited by hand; remove the annotation (an emergency is started with --emergency)", AnnoEmergency, s.RotationID)
 	}
-	if err == nil && s.Phase == Waiting && s.RetireAfter.IsZero() {
-		// A missing retire-after must never read as "retire now": the outgoing key's tokens may still be live.
-		err = fmt.Errorf("phase Waiting without %s: the state annotations were edited by hand; restore it (promoted-at + the TTL + 60 s is the earliest safe value) before anything retires v%d", AnnoRetireAfter, s.From)
+	waits := false // a phase whose next step waits for retire-after (rotation.Table's Until)
+	if t, ok := Forward(s.Phase); ok && t.Until != nil {
+		waits = true
 	}
-	if err == nil && s.Phase == Waiting {
+	if err == nil && waits && s.RetireAfter.IsZero() {
+		// A missing retire-after must never read as "retire now": the outgoing key's tokens may still be live.
+		err = fmt.Errorf("phase %s without %s: the state annotations were edited by hand; restore it (promoted-at + the TTL + 60 s is the earliest safe value) before anything retires v%d", s.Phase, AnnoRetireAfter, s.From)
+	}
+	if err == nil && waits {
 		// retire-after is never earlier than the promotion plus the TTL it was computed with: an edit that moves it
 		// earlier would retire a key whose tokens live (an emergency has no TTL: its floor is the promotion).
 		floor := s.PromotedAt.Add(s.TTLUsed)
 		switch {
 		case s.PromotedAt.IsZero() || (s.Emergency == "" && s.TTLUsed == 0):
-			err = fmt.Errorf("phase Waiting without %s or %s: the state annotations were edited by hand; nothing retires v%d until they are restored", AnnoPromotedAt, AnnoTTLUsed, s.From)
+			err = fmt.Errorf("phase %s without %s or %s: the state annotations were edited by hand; nothing retires v%d until they are restored", s.Phase, AnnoPromotedAt, AnnoTTLUsed, s.From)
 		case s.RetireAfter.Before(floor):
 			err = fmt.Errorf("%s %s is earlier than %s + %s (%s): the state annotations were edited by hand; nothing retires v%d until it is restored",
 				AnnoRetireAfter, s.RetireAfter.UTC().Format(time.RFC3339), AnnoPromotedAt, AnnoTTLUsed, floor.UTC().Format(time.RFC3339), s.From)

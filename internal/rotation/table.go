@@ -6,6 +6,54 @@ import (
 	"time"
 )
 
+// Phase is where a rotation stands. Every transition between phases is one write of the Secret, guarded by its
+// resourceVersion; a run that crashes anywhere finds the last phase written and carries on from there.
+type Phase string
+
+const (
+	// Idle: no rotation in progress. A finished rotation returns here with NextRotationDue set.
+	Idle Phase = "Idle"
+	// KeyAdded: v(N+1) is in the Secret, `active` still names vN. Next: restart every consumer so that each one
+	// knows v(N+1) before anyone signs with it.
+	KeyAdded Phase = "KeyAdded"
+	// RolledOut: no pod that started before the add is left. Next: promote.
+	RolledOut Phase = "RolledOut"
+	// Promoted: `active` names v(N+1). Next: restart every consumer again, because a signer that read `active` at
+	// start keeps signing with vN until it restarts.
+	Promoted Phase = "Promoted"
+	// Waiting: every pre-promotion pod is gone; vN-signed tokens may live until RetireAfter. Next, once the API
+	// server's clock passes RetireAfter: retire vN.
+	Waiting Phase = "Waiting"
+	// Retired: vN is removed from the Secret. Next: restart the consumers once more, so that no running process
+	// still trusts vN (a leaked vN must stop working), then back to Idle.
+	Retired Phase = "Retired"
+	// Reverted: an abort after the promotion set `active` back to vN and kept v(N+1) (tokens may already be
+	// signed with it). Next: restart the consumers so every signer uses vN again; then it waits like any other
+	// rotation, with the aborted version outgoing (retired after the TTL).
+	Reverted Phase = "Reverted"
+)
+
+// Step is what the next run does.
+type Step string
+
+const (
+	// StepStart adds v(N+1) and moves to KeyAdded.
+	StepStart Step = "add-key"
+	// StepRollout restarts every consumer and waits until no pod from before the last write remains.
+	StepRollout Step = "rollout"
+	// StepPromote sets active to v(N+1).
+	StepPromote Step = "promote"
+	// StepWaitTTL: nothing to do until RetireAfter.
+	StepWaitTTL Step = "wait-ttl"
+	// StepRetire removes vN.
+	StepRetire Step = "retire"
+	// StepNothing: no rotation in progress and none due (or not asked for).
+	StepNothing Step = "nothing"
+	// StepEmergency starts an emergency rotation in any phase: it adds v(highest+1) beside every present version
+	// and moves to KeyAdded; the rotation in progress, if any, is superseded (its versions are retired with the rest).
+	StepEmergency Step = "emergency-add-key"
+)
+
 // Write names the change a transition makes to the keyring Secret. The engine has one function per Write; every
 // other fact about a transition lives in Table.
 type Write string
@@ -65,6 +113,10 @@ type Transition struct {
 	Until func(State) time.Time
 	// Late says what is overdue when the step has waited OverdueGrace past Until.
 	Late func(State) string
+	// Active is the version the keyring's `active` must name in phase From ("from" or "to" of the state), and
+	// ToNewest whether the state's `to` must be the newest version: what Consistent checks against a hand edit.
+	Active   string
+	ToNewest bool
 }
 
 // Table is the rotation: every phase, what the next run does there, and what it writes. The engine, Next, plan,
@@ -75,20 +127,20 @@ var Table = []Transition{
 		Plan:    []string{"add {to} (active stays {from})"},
 		Upgrade: "add {next}, roll out, promote, roll out",
 		Reason:  func(State) string { return "no rotation in progress: add the next key version" }},
-	{From: KeyAdded, Step: StepRollout, Rollout: "after-add", Write: WriteRolledOut, Then: RolledOut, Event: "ConsumersRestarted", Hooks: []string{"rollout", "retire"},
+	{From: KeyAdded, Step: StepRollout, Rollout: "after-add", Active: "from", ToNewest: true, Write: WriteRolledOut, Then: RolledOut, Event: "ConsumersRestarted", Hooks: []string{"rollout", "retire"},
 		Plan: []string{"{restart}"},
 		Reason: func(s State) string {
 			return fmt.Sprintf("v%d was added: every consumer must restart and know it before it is promoted", s.To)
 		}},
-	{From: RolledOut, Step: StepPromote, Write: WritePromote, Then: Promoted, Event: "KeyPromoted", Hooks: []string{"promote"},
+	{From: RolledOut, Step: StepPromote, Active: "from", ToNewest: true, Write: WritePromote, Then: Promoted, Event: "KeyPromoted", Hooks: []string{"promote"},
 		Plan:   []string{"promote {to}"},
 		Reason: func(s State) string { return fmt.Sprintf("every consumer knows v%d: promote it", s.To) }},
-	{From: Promoted, Step: StepRollout, Rollout: "after-promote", Write: WriteScheduleRetirement, Then: Waiting, Event: "ConsumersRestarted", Hooks: []string{"rollout", "retire"},
+	{From: Promoted, Step: StepRollout, Rollout: "after-promote", Active: "to", Write: WriteScheduleRetirement, Then: Waiting, Event: "ConsumersRestarted", Hooks: []string{"rollout", "retire"},
 		Plan: []string{"{restart}", "stop: {from} stays until now + TTL ({ttl})"},
 		Reason: func(s State) string {
 			return fmt.Sprintf("v%d is active: restart the consumers so no signer keeps using v%d", s.To, s.From)
 		}},
-	{From: Waiting, Step: StepRetire, Write: WriteRetire, Then: Retired, Event: "KeyRetired", Hooks: []string{"retire"},
+	{From: Waiting, Step: StepRetire, Active: "to", Write: WriteRetire, Then: Retired, Event: "KeyRetired", Hooks: []string{"retire"},
 		Plan:    []string{"after {retireAfter}: remove {from}"},
 		Upgrade: "retire {from}, token TTL passed",
 		Until:   func(s State) time.Time { return s.RetireAfter },
@@ -101,7 +153,7 @@ var Table = []Transition{
 		Late: func(s State) string {
 			return fmt.Sprintf("v%d could be retired since %s and is still trusted", s.From, s.RetireAfter.UTC().Format(time.RFC3339))
 		}},
-	{From: Retired, Step: StepRollout, Rollout: "after-retire", Write: WriteFinish, Then: Idle, Event: "RotationFinished", Hooks: []string{"retire", "rollout"},
+	{From: Retired, Step: StepRollout, Rollout: "after-retire", Active: "to", Write: WriteFinish, Then: Idle, Event: "RotationFinished", Hooks: []string{"retire", "rollout"},
 		Plan: []string{"{restart}", "record the next rotation's due date"},
 		Reason: func(s State) string {
 			if s.Emergency != "" {
@@ -109,7 +161,7 @@ var Table = []Transition{
 			}
 			return fmt.Sprintf("v%d is removed: restart the consumers so no running process still trusts it", s.From)
 		}},
-	{From: Reverted, Step: StepRollout, Rollout: "after-revert", Write: WriteScheduleReturn, Then: Waiting, Event: "RotationAborted", Hooks: []string{"rollout", "retire"},
+	{From: Reverted, Step: StepRollout, Rollout: "after-revert", Active: "from", Write: WriteScheduleReturn, Then: Waiting, Event: "RotationAborted", Hooks: []string{"rollout", "retire"},
 		Plan: []string{"{restart}", "stop: {to} stays until now + TTL ({ttl}), then it is retired"},
 		Reason: func(s State) string {
 			return fmt.Sprintf("the rotation was aborted and v%d is active again: restart the consumers so no signer keeps using v%d", s.From, s.To)
