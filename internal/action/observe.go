@@ -101,6 +101,8 @@ func (obs *observation) require(t Target) error {
 	switch {
 	case obs.secret == nil:
 		return exitcode.Withf(exitcode.Usage, "keyring Secret %s/%s not found: is %q the release, and its Secret named like that? (--secret NAME, -n NAMESPACE)", t.Namespace, t.Secret, t.Release)
+	case obs.ownerErr(t) != nil:
+		return exitcode.With(exitcode.Usage, obs.ownerErr(t))
 	case obs.keyringErr != nil:
 		return exitcode.With(exitcode.Refused, obs.keyringErr)
 	case obs.stateErr != nil:
@@ -109,4 +111,14 @@ func (obs *observation) require(t Target) error {
 		return exitcode.With(exitcode.Usage, obs.configErr)
 	}
 	return nil
+}
+
+// ownerErr refuses a keyring Secret that Helm manages for another release: its TTL would be read from this
+// release's values and its consumers would be another release's (found by the sixth cold read of the runbook).
+func (obs *observation) ownerErr(t Target) error {
+	owner := obs.secret.Annotations["meta.helm.sh/release-name"]
+	if t.Release == "" || owner == "" || owner == t.Release {
+		return nil
+	}
+	return fmt.Errorf("keyring Secret %s/%s belongs to release %q, not %q: its TTL and consumers are %s's. Run: helm -n %s rotate-key %s --secret %s — or name %s's own keyring with --secret", t.Namespace, t.Secret, owner, t.Release, owner, t.Namespace, owner, t.Secret, t.Release)
 }

@@ -156,7 +156,11 @@ func (a *Rotate) hookPath(obs *observation) (release.RotationHooks, bool) {
 
 // ResumeCommand is the command line that continues this rotation.
 func (a *Rotate) ResumeCommand() string {
-	return "helm -n " + a.Namespace + " rotate-key " + a.Release + a.SecretFlag() + " --yes"
+	local := ""
+	if a.Local {
+		local = " --local"
+	}
+	return "helm -n " + a.Namespace + " rotate-key " + a.Release + a.SecretFlag() + local + " --yes"
 }
 
 // emergencyCost states, before anything changes, what an emergency rotation costs: the versions it will retire and

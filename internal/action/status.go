@@ -74,6 +74,9 @@ func (a *Status) Run(ctx context.Context, c *Config) (StatusReport, error) {
 	}
 	secret, st, now := obs.secret, obs.state, obs.now
 	report.SecretFound = true
+	if err := obs.ownerErr(a.Target); err != nil {
+		report.KeyringError = err.Error()
+	}
 	for name := range secret.Data {
 		if versionKey.MatchString(name) {
 			report.Versions = append(report.Versions, name)
@@ -81,7 +84,7 @@ func (a *Status) Run(ctx context.Context, c *Config) (StatusReport, error) {
 	}
 	sort.Strings(report.Versions)
 	if obs.keyringErr != nil {
-		report.KeyringError = obs.keyringErr.Error()
+		report.KeyringError = strings.TrimSpace(report.KeyringError + " " + obs.keyringErr.Error())
 	} else {
 		report.Active, report.Encoding = keyring.Kid(obs.keyring.Active), obs.keyring.Encoding.String()
 	}

@@ -286,6 +286,12 @@ func cases() []cmdCase {
 			return helm4(0)(bin, args)
 		}},
 		{name: "rollback-helm-fails", args: []string{"rollback", "app", "--chart", "./chart-v1"}, objects: []runtime.Object{keyring(1, 0, nil), release(1, nil), release(2, nil)}, helm: helm4(2), code: exitcode.Code(2)},
+		// found by the sixth cold read of the runbook
+		{name: "abort-emergency-after-promotion", args: []string{"abort", "app", "--yes"}, objects: []runtime.Object{keyring(3, 0, &rotation.State{Phase: rotation.Promoted, RotationID: "emergency-20261130T110000Z-a1b2c3", From: 2, To: 3, Emergency: "INC-3", PromotedAt: now, TransitionAt: now})}, code: exitcode.Refused},
+		{name: "retire-an-aborted-rotation", args: []string{"retire", "app", "--yes"}, objects: []runtime.Object{keyring(2, 1, &rotation.State{Phase: rotation.Waiting, RotationID: "r2", From: 2, To: 1, PromotedAt: now.Add(-2 * time.Hour), RetireAfter: passed, TTLUsed: time.Hour, TransitionAt: now.Add(-2 * time.Hour)})}},
+		{name: "run-local-timeout-resumes-locally", args: []string{"run", "app", "--yes", "--local", "--timeout", "1ms", "--consumer", "Deployment/app-requests-proxy"}, objects: []runtime.Object{keyring(2, 1, stuck), stalled("app-requests-proxy"), withHooks()}, code: exitcode.Code(1)},
+		{name: "run-keyring-of-another-release", args: []string{"run", "p2", "--secret", secretName, "--yes"}, objects: []runtime.Object{keyring(1, 0, nil, "meta.helm.sh/release-name", "app")}, code: exitcode.Usage},
+		{name: "status-keyring-of-another-release", args: []string{"status", "p2", "--secret", secretName}, objects: []runtime.Object{keyring(1, 0, nil, "meta.helm.sh/release-name", "app")}},
 		// the command line itself
 		{name: "usage-extra-argument", args: []string{"app", "extra"}, code: exitcode.Usage},
 		{name: "usage-unknown-flag", args: []string{"status", "app", "--no-such-flag"}, code: exitcode.Usage},

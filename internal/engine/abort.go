@@ -35,6 +35,12 @@ func (e *Engine) Abort(ctx context.Context) (Result, error) {
 		if !ok {
 			return res, &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleTransition, Detail: fmt.Sprintf("rotation %s is in phase %s, past the point it can be undone (v%d is already removed)", st.RotationID, st.Phase, st.From), Fix: "finish it: helm rotate-key run RELEASE"}
 		}
+		if t.Write == rotation.WriteRevert && st.Emergency != "" {
+			// Reverting an emergency makes a leaked version active again and drops the record of the leak.
+			return res, &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleTransition,
+				Detail: fmt.Sprintf("rotation %s is an emergency rotation (%s) past its promotion: aborting it would make v%d, a leaked version, active again", st.RotationID, st.Emergency, st.From),
+				Fix:    "finish it: helm rotate-key run RELEASE --emergency --reason \"" + st.Emergency + "\" (it retires every leaked version)"}
+		}
 		w, err := e.perform(ctx, t, secret, k, st, now)
 		if err != nil {
 			return res, err

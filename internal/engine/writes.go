@@ -102,6 +102,9 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 			RetiredAt: st.RetiredAt, FinishedAt: now, Actor: st.Actor, Emergency: st.Emergency}
 		next.NextRotationDue = rotation.NextRotationDue(next, e.Config.Interval, now)
 		w.msg = fmt.Sprintf("rotation %s finished: active %s; next rotation due %s", st.RotationID, keyring.Kid(st.To), next.NextRotationDue.UTC().Format(time.RFC3339))
+		if st.Aborted() {
+			w.msg = fmt.Sprintf("rotation %s was aborted and is rolled back: active %s, %s retired. The key was NOT rotated: rotate again (due %s)", st.RotationID, keyring.Kid(st.To), keyring.Kid(st.From), next.NextRotationDue.UTC().Format(time.RFC3339))
+		}
 	case rotation.WriteDropNew:
 		c, err := k.Remove(st.To, nil)
 		if err != nil {

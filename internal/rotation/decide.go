@@ -31,9 +31,13 @@ func RetireAfter(rolledOut time.Time, ttl time.Duration) time.Time {
 // NextRotationDue is when the next rotation is due: one interval after the new key went into service
 // (promoted-at), but never before the day after the old key may be retired (retire-after + OverdueGrace) or the day
 // after the rotation finished — so that with an interval equal to the TTL the next rotation is due right after this
-// one can finish, and `check` is green right after a finish. finished is zero while the rotation waits.
+// one can finish, and `check` is green right after a finish. An aborted rotation rotated nothing: the next one is
+// due the day after its rotation back can finish. finished is zero while the rotation waits.
 func NextRotationDue(s State, interval time.Duration, finished time.Time) time.Time {
 	due := s.PromotedAt.Add(interval)
+	if s.Aborted() { // the key was not rotated: the next rotation is due as soon as the rotation back finishes
+		due = time.Time{}
+	}
 	if r := s.RetireAfter.Add(OverdueGrace); !s.RetireAfter.IsZero() && r.After(due) {
 		due = r
 	}
