@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tracebloc/helm-rotate-key/charts"
@@ -92,6 +93,11 @@ func (a *Rotate) runThroughHooks(ctx context.Context, c *Config, obs *observatio
 			code = exit.Code
 		}
 		why := ""
+		if after.release != nil && strings.HasPrefix(after.release.Status, "pending-") {
+			// Helm refuses every upgrade while a killed one left the release pending: the Jobs are not the cause.
+			return RotateResult{}, fmt.Errorf("helm upgrade of %s failed (exit %d): the release is stuck in %s at revision %d, left by a helm that was killed mid-operation; Helm refuses every upgrade until it is cleared. See the runbook, \"A laptop died during the rotation\" (docs/RUNBOOKS/requests-proxy-key-rotation.md); the rotation stands at %s and resumes afterwards with: %s",
+				a.Release, code, after.release.Status, after.release.Revision, after.state, a.ResumeCommand())
+		}
 		for _, line := range after.target.FailedJobs(ctx, JobSelector) {
 			why += "\n  " + line
 		}

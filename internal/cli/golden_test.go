@@ -96,6 +96,15 @@ func stalled(name string) *appsv1.Deployment {
 	return d
 }
 
+// pendingUpgrade is the record a helm killed mid-upgrade leaves: the newest revision pending-upgrade, hooks rendered.
+func pendingUpgrade() *corev1.Secret {
+	var hooks []string
+	for i, step := range rotation.ChartHooks() {
+		hooks = append(hooks, actiontest.HookJob(step, 10*(i+1), secretName))
+	}
+	return actiontest.Release("app", 3, "pending-upgrade", map[string]any{"tokenTtlSeconds": 3600}, hooks...)
+}
+
 // consumer is a Deployment whose pods read the keyring.
 func consumer(name string) *appsv1.Deployment {
 	replicas := int32(2)
@@ -292,6 +301,7 @@ func cases() []cmdCase {
 		{name: "run-local-timeout-resumes-locally", args: []string{"run", "app", "--yes", "--local", "--timeout", "1ms", "--consumer", "Deployment/app-requests-proxy"}, objects: []runtime.Object{keyring(2, 1, stuck), stalled("app-requests-proxy"), withHooks()}, code: exitcode.Code(1)},
 		{name: "run-keyring-of-another-release", args: []string{"run", "p2", "--secret", secretName, "--yes"}, objects: []runtime.Object{keyring(1, 0, nil, "meta.helm.sh/release-name", "app")}, code: exitcode.Usage},
 		{name: "status-keyring-of-another-release", args: []string{"status", "p2", "--secret", secretName}, objects: []runtime.Object{keyring(1, 0, nil, "meta.helm.sh/release-name", "app")}},
+		{name: "run-hooks-release-pending-upgrade", args: []string{"run", "app", "--yes", "--chart", "./chart"}, objects: []runtime.Object{keyring(1, 0, nil), pendingUpgrade()}, helm: helm4(1), code: exitcode.Code(1)},
 		// the command line itself
 		{name: "usage-extra-argument", args: []string{"app", "extra"}, code: exitcode.Usage},
 		{name: "usage-unknown-flag", args: []string{"status", "app", "--no-such-flag"}, code: exitcode.Usage},

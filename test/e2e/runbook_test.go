@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
@@ -10,8 +12,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
@@ -374,9 +381,23 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.refused(t, "ABORT-AFTER", "abort-after before the promotion")
 	p.pasteID(t, "ABORT-BEFORE", 0)
 	p.expectKeyring(t, "active,key.v1", 1, rotation.Idle)
+	// A bare pod that reads the keyring: no block restarts it, so B3 must not promote while it runs with old keys.
+	stray := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "stray-verifier", Namespace: p.ns}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "v", Image: "verifier", EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: p.secret}}}}}}}}
+	if _, err := cluster.Client.CoreV1().Pods(p.ns).Create(context.Background(), stray, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	p.pasteID(t, "B1", 0)
 	p.pasteID(t, "B2", 0)
 	p.refused(t, "B2", "the rollout twice")
+	before := p.snapshot(t)
+	if out := p.pasteID(t, "B3", 1); !strings.Contains(out, "stray-verifier") || p.snapshot(t) != before {
+		t.Fatalf("B3 must refuse, naming the pod no block restarts, and change nothing:\n%s", out)
+	}
+	if err := cluster.Client.CoreV1().Pods(p.ns).Delete(context.Background(), stray.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, p.ns, stray.Name)
 	p.pasteID(t, "B3", 0)
 	p.refused(t, "B3", "promote twice")
 	p.refused(t, "ABORT-BEFORE", "abort-before after the promotion")
@@ -394,12 +415,49 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.refused(t, "ABORT-AFTER", "abort the abort")
 	p.refused(t, "EMERGENCY-B", "an emergency without LEAK_REASON")
 	p.shell.Env = append(p.shell.Env, "LEAK_REASON=INC-7: keyring Secret pasted into a ticket")
-	p.follow(t, "EMERGENCY-B")
+	for _, id := range []string{"EMERGENCY-B", "B2", "B3"} {
+		p.pasteID(t, id, 0)
+	}
+	p.refused(t, "ABORT-AFTER", "undo an emergency after its promotion (a leaked key active again)")
+	p.follow(t, "B2")
 	st = p.expectKeyring(t, "active,key.v3", 3, rotation.Idle)
 	if st.Emergency == "" {
 		t.Fatal("the emergency was not recorded")
 	}
 	p.refused(t, "EMERGENCY-B", "the same emergency twice")
+	// A change outside any rotation (what a helm rollback of a chart without the library does): a retired version
+	// back and active. Where am I? warns, and the next rotation takes a version number never used.
+	patch := fmt.Sprintf(`{"data":{"key.v2":%q,"active":%q}}`, base64.StdEncoding.EncodeToString(make32()), base64.StdEncoding.EncodeToString([]byte("v2")))
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(context.Background(), p.secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: rotation") || !strings.Contains(where, "changed it") {
+		t.Fatalf("Where am I? must warn about a keyring changed outside the rotation:\n%s", where)
+	}
+	if out := p.pasteID(t, "B1", 0); !strings.Contains(out, "added key.v4") {
+		t.Fatalf("B1 must not reuse a version number:\n%s", out)
+	}
+}
+
+// make32 is 32 random bytes (a stand-in for a key a rollback brought back).
+func make32() []byte {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// waitGone waits until a pod is deleted.
+func waitGone(t *testing.T, ns, name string) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		if _, err := cluster.Client.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("pod %s/%s was not deleted", ns, name)
 }
 
 // switchPaths: a rotation started by hand, carried on with the plugin, retired by hand, finished by the plugin.
