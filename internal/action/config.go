@@ -2,7 +2,7 @@
 // Plan, Status, Fleet, Check, Remind, Hook, HookGuard, Guard, Upgrade, Rollback, InstallGuard), each run over a
 // Config that holds every dependency — the connection to the API server, the Helm CLI, the clock, the identity of
 // this process, the operator's terminal — and returning a value that package cli prints. Tests build a Config
-// around a fake clientset and a recording Helm runner (see config_test.go).
+// around a fake clientset and a recording Helm runner (package actiontest).
 package action
 
 import (

@@ -8,7 +8,6 @@ import (
 
 	"github.com/tracebloc/helm-rotate-key/internal/engine"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
-	"github.com/tracebloc/helm-rotate-key/internal/version"
 )
 
 // CronHook is the name of the chart's CronJob step, which performs every transition.
@@ -44,12 +43,8 @@ func (h *Hook) Run(ctx context.Context, c *Config) (HookResult, error) {
 	if c.Getenv("POD_NAME") == "" {
 		holder = c.Identity.Holder
 	}
-	obs.target.Instance = holder
-	run := &engine.Engine{
-		Cluster: obs.target, Config: obs.config, Holder: holder, Actor: holder + " via rotate-key " + version.Get().Version + " (hook " + h.Name + ")",
-		Rand: c.Rand, Out: c.Out, RolloutTimeout: h.Timeout, Poll: time.Second, NewRotationID: c.NewRotationID,
-		Request: h.Request, Force: h.Request != "", Seen: obs.secret,
-	}
+	run := c.newEngine(obs, holder, ActorOf(holder)+" (hook "+h.Name+")", h.Timeout)
+	run.Request, run.Force = h.Request, h.Request != ""
 	if h.Name != CronHook {
 		run.Hook = h.Name
 	}

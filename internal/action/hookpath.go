@@ -66,7 +66,7 @@ func (a *Rotate) runThroughHooks(ctx context.Context, c *Config, obs *observatio
 	}
 	if !a.Yes {
 		prompt := fmt.Sprintf("Keyring %s/%s: %s. Next: %s — %s\nThis runs %s.\n", a.Namespace, a.Secret, obs.state, u.Decision.Step, u.Decision.Reason, HookPathNote)
-		if err := a.confirm(c, prompt); err != nil {
+		if err := a.confirm(ctx, c, prompt); err != nil {
 			return RotateResult{}, err
 		}
 	}
@@ -82,6 +82,8 @@ func (a *Rotate) runThroughHooks(ctx context.Context, c *Config, obs *observatio
 	}
 	fmt.Fprintf(c.Out, "%s/%s: %s — %s\nRunning: %s\n", a.Namespace, a.Secret, u.Decision.Step, u.Decision.Reason, helmexec.Quote(append([]string{c.Settings.HelmBin}, args...)))
 	upgradeErr := c.Helm.Run(ctx, args, nil, c.Out, c.ErrOut)
+	// After a Ctrl-C the operator still needs to know where the rotation stands and how to resume.
+	ctx = context.WithoutCancel(ctx)
 	after, err := c.observe(ctx, a.Target, a.Overrides)
 	if err != nil {
 		return RotateResult{}, err
@@ -117,11 +119,10 @@ func (a *Rotate) hookChart(obs *observation) (string, func(), error) {
 	if a.Chart != "" {
 		return a.Chart, func() {}, nil
 	}
-	dir, err := os.MkdirTemp("", "rotate-key-chart-")
+	dir, cleanup, err := tempDir("rotate-key-chart-")
 	if err != nil {
 		return "", nil, err
 	}
-	cleanup := func() { _ = os.RemoveAll(dir) }
 	ref, err := saveRebuilt(obs.record, dir)
 	if err != nil {
 		cleanup()

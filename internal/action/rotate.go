@@ -66,8 +66,8 @@ func (a *Rotate) Run(ctx context.Context, c *Config) (RotateResult, error) {
 	if useHooks {
 		return a.runThroughHooks(ctx, c, obs, hooks)
 	}
-	obs.target.Instance = c.Identity.Holder
-	run := a.newEngine(c, obs)
+	run := c.newEngine(obs, c.Identity.Holder, c.Identity.Actor, a.Timeout)
+	run.TakeOver, run.Force = a.TakeOver, a.Overrides.Force
 	if a.Emergency {
 		run.Emergency = a.Overrides.Reason
 		fmt.Fprintln(c.Out, emergencyCost(obs.state, obs.keyring, a.Overrides.Reason))
@@ -82,7 +82,7 @@ func (a *Rotate) Run(ctx context.Context, c *Config) (RotateResult, error) {
 			what = "EMERGENCY rotation (" + a.Overrides.Reason + "), cost above"
 		}
 		prompt := fmt.Sprintf("Keyring %s/%s: %s. Next: %s\nTTL %s (%s); consumers: %s\n", a.Namespace, a.Secret, obs.state, what, obs.config.TTL, obs.config.TTLSource, obs.config.ConsumersSource)
-		if err := a.confirm(c, prompt); err != nil {
+		if err := a.confirm(ctx, c, prompt); err != nil {
 			return RotateResult{}, err
 		}
 	}
@@ -101,33 +101,43 @@ func (a *Rotate) Run(ctx context.Context, c *Config) (RotateResult, error) {
 	return a.result(c, res), nil
 }
 
-// newEngine is the one construction of a run's engine from this machine (the hook Jobs build theirs in Hook.Run).
-func (a *Rotate) newEngine(c *Config, obs *observation) *engine.Engine {
+// newEngine is the one construction of a run's engine (Rotate's and the hook Jobs'): the Config's key source,
+// rotation ids, clock and output; the caller sets what differs (lock holder, timeout, take-over, request, hook).
+func (c *Config) newEngine(obs *observation, holder, actor string, timeout time.Duration) *engine.Engine {
+	obs.target.Instance = holder
 	return &engine.Engine{
-		Cluster: obs.target, Config: obs.config, Holder: c.Identity.Holder, Actor: c.Identity.Actor, TakeOver: a.TakeOver, Force: a.Overrides.Force,
-		HolderAlive: c.Identity.HolderAlive, Rand: c.Rand, Out: c.Out, RolloutTimeout: a.Timeout, Poll: time.Second,
-		NewRotationID: c.NewRotationID, Seen: obs.secret,
+		Cluster: obs.target, Config: obs.config, Holder: holder, Actor: actor, HolderAlive: c.Identity.HolderAlive,
+		Rand: c.Rand, Out: c.Out, RolloutTimeout: timeout, Poll: time.Second, NewRotationID: c.NewRotationID,
+		LocalNow: c.LocalNow, Sleep: c.Sleep, Seen: obs.secret,
 	}
 }
 
 func (a *Rotate) result(c *Config, res engine.Result) RotateResult {
 	r := RotateResult{Result: res}
 	if res.Decision.Step == rotation.StepWaitTTL {
-		r.Waiting = res.State.RetireAfter.Sub(c.now()).Round(time.Second)
+		r.Waiting = res.Decision.Until.Sub(c.now()).Round(time.Second)
 	}
 	return r
 }
 
-// confirm asks the operator; without a terminal nobody can answer, so it refuses.
-func (a *Rotate) confirm(c *Config, prompt string) error {
+// confirm asks the operator; without a terminal nobody can answer, so it refuses. Ctrl-C at the prompt (the
+// context) answers no.
+func (a *Rotate) confirm(ctx context.Context, c *Config, prompt string) error {
 	if !c.IsTerminal() {
 		return exitcode.Withf(exitcode.Usage, "not a terminal, so nobody can confirm: review with `rotate-key plan %s` and rerun with --yes", a.Release)
 	}
 	fmt.Fprint(c.Out, prompt+"Proceed? [y/N] ")
-	if !confirmed(c.In) {
-		return exitcode.Withf(exitcode.Usage, "not confirmed; nothing was changed")
+	answer := make(chan bool, 1)
+	go func() { answer <- confirmed(c.In) }()
+	select {
+	case yes := <-answer:
+		if yes {
+			return nil
+		}
+	case <-ctx.Done():
+		fmt.Fprintln(c.Out)
 	}
-	return nil
+	return exitcode.Withf(exitcode.Usage, "not confirmed; nothing was changed")
 }
 
 // observe reads the release and its keyring, and decides the path: the hook Jobs' own --secret wins over the

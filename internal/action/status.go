@@ -108,11 +108,8 @@ func (a *Status) Run(ctx context.Context, c *Config) (StatusReport, error) {
 		if st.TTLUsed > 0 && st.InProgress() {
 			report.TTL, report.TTLSource = st.TTLUsed.String(), "recorded when this rotation's promotion rolled out"
 		}
-		value := "" // no rollout to report outside the rollout phases
-		if name := rotation.RolloutName(st.Phase); name != "" && st.InProgress() {
-			value = st.RotationID + "/" + name
-		}
-		if consumers, rollouts, err := obs.target.Survey(ctx, cfg.Consumers, value); err == nil {
+		// No rollout to report outside the rollout phases (value "").
+		if consumers, rollouts, err := obs.target.Survey(ctx, cfg.Consumers, rotation.RestartValue(st)); err == nil {
 			for i, cons := range consumers {
 				cs := ConsumerStatus{Workload: cons.Ref.String()}
 				if i < len(rollouts) {
@@ -175,7 +172,7 @@ func (Fleet) Run(ctx context.Context, c *Config) ([]FleetEntry, error) {
 			e.Error = err.Error()
 		} else {
 			e.Phase, e.Overdue = string(st.Phase), rotation.Overdue(st, now) != ""
-			if !st.RetireAfter.IsZero() && st.Phase == rotation.Waiting {
+			if !st.RetireAfter.IsZero() && rotation.Waits(st.Phase) {
 				e.RetireAfter = &st.RetireAfter
 			}
 			if !st.NextRotationDue.IsZero() {

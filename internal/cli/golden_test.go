@@ -72,6 +72,11 @@ func waiting(retireAfter time.Time) *rotation.State {
 		RetireAfter: retireAfter, TTLUsed: time.Hour, TransitionAt: retireAfter.Add(-time.Hour - time.Minute), NextRotationDue: retireAfter.Add(90 * 24 * time.Hour)}
 }
 
+func withID(st *rotation.State, id string) *rotation.State {
+	st.RotationID = id
+	return st
+}
+
 func idleDue(due time.Time) *rotation.State {
 	return &rotation.State{Phase: rotation.Idle, RotationID: "r0", From: 1, To: 2, FinishedAt: due.Add(-90 * 24 * time.Hour), NextRotationDue: due}
 }
@@ -87,6 +92,14 @@ func withHooks() *corev1.Secret {
 		hooks = append(hooks, actiontest.HookJob(step, 10*(i+1), secretName))
 	}
 	return release(2, map[string]any{"tokenTtlSeconds": 3600}, hooks...)
+}
+
+// without is s without the data keys named.
+func without(s *corev1.Secret, keys ...string) *corev1.Secret {
+	for _, k := range keys {
+		delete(s.Data, k)
+	}
+	return s
 }
 
 // stalled is a consumer whose controller never catches up: its rollouts never finish.
@@ -216,11 +229,11 @@ func cases() []cmdCase {
 		{name: "abort-before-promotion", args: []string{"abort", "app", "--yes"}, objects: []runtime.Object{keyring(2, 1, rolledOut)}},
 		{name: "abort-after-promotion", args: []string{"abort", "app", "--yes"}, objects: []runtime.Object{keyring(2, 0, waiting(later))}},
 		{name: "abort-idle", args: []string{"abort", "app", "--yes"}, objects: []runtime.Object{keyring(1, 0, nil)}},
-		{name: "abort-retired", args: []string{"abort", "app", "--yes"}, objects: []runtime.Object{keyring(1, 2, retired)}, code: exitcode.Refused},
+		{name: "abort-retired", args: []string{"abort", "app", "--yes"}, objects: []runtime.Object{without(keyring(2, 0, retired), "key.v1")}, code: exitcode.Refused},
 		{name: "run-secret-missing", args: []string{"run", "app", "--yes"}, code: exitcode.Usage},
 		// run: hook path
 		{name: "run-hooks-upgrade", args: []string{"run", "app", "--yes", "--chart", "./chart"}, objects: []runtime.Object{keyring(1, 0, nil), withHooks()}, helm: helm4(0),
-			upgraded: keyring(2, 0, waiting(later), rotation.AnnoRotationID, "20261130T120000Z-a1b2c3"), code: exitcode.Waiting},
+			upgraded: keyring(2, 0, withID(waiting(later), "20261130T120000Z-a1b2c3")), code: exitcode.Waiting},
 		{name: "run-hooks-upgrade-fails", args: []string{"run", "app", "--yes", "--chart", "./chart"}, objects: []runtime.Object{keyring(1, 0, nil), withHooks()}, helm: helm4(1), code: exitcode.Code(1)},
 		{name: "run-hooks-local-flag-refused", args: []string{"run", "app", "--yes", "--ttl", "2h"}, objects: []runtime.Object{keyring(1, 0, nil), withHooks()}, code: exitcode.Usage},
 		{name: "run-hooks-waiting", args: []string{"run", "app", "--yes"}, objects: []runtime.Object{keyring(2, 0, waiting(later)), withHooks()}, code: exitcode.Waiting},

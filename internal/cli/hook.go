@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -91,7 +93,7 @@ func (o *hookCommand) execute(ctx context.Context) error {
 // validate checks the step, the Secret and the request id (pure).
 func (o *hookCommand) validate() error {
 	if o.a.Name != action.CronHook && !rotation.IsHook(o.a.Name) {
-		return exitcode.Withf(exitcode.Usage, "unknown hook step %q: use add, rollout, promote or retire", o.a.Name)
+		return exitcode.Withf(exitcode.Usage, "unknown hook step %q: use one of %s", o.a.Name, strings.Join(uniq(rotation.ChartHooks()), ", "))
 	}
 	if o.a.Secret == "" {
 		return exitcode.Withf(exitcode.Usage, "--secret is required: the chart passes the keyring Secret's name")
@@ -103,4 +105,15 @@ func (o *hookCommand) validate() error {
 		return exitcode.Withf(exitcode.Usage, "--timeout must be positive")
 	}
 	return nil
+}
+
+// uniq is names without repeats, in order (the chart runs the rollout Job twice).
+func uniq(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -172,8 +172,8 @@ func printRotation(c *action.Config, a *action.Rotate, res action.RotateResult) 
 	}
 	if res.Decision.Step == rotation.StepWaitTTL {
 		fmt.Fprintf(c.Out, "Waiting: v%d is active; v%d stays until every token signed with it has expired.\nFinish after %s (in %s) with:\n  helm%s rotate-key %s%s\n",
-			res.State.To, res.State.From, res.State.RetireAfter.UTC().Format(time.RFC3339), res.Waiting, ns, a.Release, a.SecretFlag())
-		return exitcode.Withf(exitcode.Waiting, "rotation %s waits for the token TTL until %s", res.State.RotationID, res.State.RetireAfter.UTC().Format(time.RFC3339))
+			res.State.To, res.State.From, res.Decision.Until.UTC().Format(time.RFC3339), res.Waiting, ns, a.Release, a.SecretFlag())
+		return exitcode.Withf(exitcode.Waiting, "rotation %s waits for the token TTL until %s", res.State.RotationID, res.Decision.Until.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(c.Out, "%s\n", res.Decision.Reason)
 	if !res.State.NextRotationDue.IsZero() {

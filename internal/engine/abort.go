@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
@@ -27,19 +26,20 @@ func (e *Engine) Abort(ctx context.Context) (Result, error) {
 			res.Decision = rotation.Decision{Step: rotation.StepNothing, Reason: "no rotation in progress: nothing to abort"}
 			return res, nil
 		}
-		if st.Phase == rotation.Waiting && st.Aborted() {
-			res.Decision = rotation.Decision{Step: rotation.StepNothing, Reason: fmt.Sprintf("rotation %s was already aborted: %s is active and %s is retired after %s", st.RotationID, keyring.Kid(st.To), keyring.Kid(st.From), st.RetireAfter.UTC().Format(time.RFC3339))}
-			return res, nil
-		}
 		t, ok := rotation.Lookup(st.Phase, rotation.StepAbort)
 		if !ok {
-			return res, &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleTransition, Detail: fmt.Sprintf("rotation %s is in phase %s, past the point it can be undone (v%d is already removed)", st.RotationID, st.Phase, st.From), Fix: "finish it: helm rotate-key run RELEASE"}
+			return res, &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleTransition, Detail: fmt.Sprintf("rotation %s cannot be undone in phase %s (v%d is no longer in the keyring or the step is past the point of return)", st.RotationID, st.Phase, st.From), Fix: "finish it: helm rotate-key run RELEASE"}
 		}
-		if t.Write == rotation.WriteRevert && st.Emergency != "" {
-			// Reverting an emergency makes a leaked version active again and drops the record of the leak.
-			return res, &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleTransition,
-				Detail: fmt.Sprintf("rotation %s is an emergency rotation (%s) past its promotion: aborting it would make v%d, a leaked version, active again", st.RotationID, st.Emergency, st.From),
-				Fix:    "finish it: helm rotate-key run RELEASE --emergency --reason \"" + st.Emergency + "\" (it retires every leaked version)"}
+		if t.Skip != nil && t.Skip(st) != "" {
+			res.Decision = rotation.Decision{Step: rotation.StepNothing, Reason: t.Skip(st)}
+			return res, nil
+		}
+		if t.Refuse != nil && t.Refuse(st) != "" {
+			fix := "finish it: helm rotate-key run RELEASE"
+			if st.Emergency != "" {
+				fix = "finish it: helm rotate-key run RELEASE --emergency --reason \"" + st.Emergency + "\" (it retires every leaked version)"
+			}
+			return res, &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleTransition, Detail: t.Refuse(st), Fix: fix}
 		}
 		w, err := e.perform(ctx, t, secret, k, st, now)
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 // value, waits until none has a pod from before, then writes the transition.
 func (e *Engine) rollout(ctx context.Context, secret *corev1.Secret, st rotation.State) error {
 	t, _ := rotation.Forward(st.Phase)
-	value := st.RotationID + "/" + t.Rollout
+	value := rotation.RestartValue(st)
 	consumers, err := e.consumers(ctx)
 	if err != nil {
 		return err

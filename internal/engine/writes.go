@@ -161,7 +161,7 @@ func (e *Engine) write(ctx context.Context, secret *corev1.Secret, w written, re
 		return err
 	}
 	updated.Annotations = w.next.ApplyAnnotations(secret.Annotations)
-	if w.next.Phase == rotation.Idle || w.next.Phase == rotation.Waiting { // the run stops here: the lease goes with the same write
+	if w.next.Phase == rotation.Idle || rotation.Waits(w.next.Phase) { // the run stops here: the lease goes with the same write
 		delete(updated.Annotations, rotation.AnnoLease)
 		e.lease = nil
 	} else if e.lease != nil {

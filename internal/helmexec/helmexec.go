@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // Runner runs one Helm CLI.
@@ -35,6 +37,9 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("%s exited with %d", name, e.Code)
 }
 
+// WaitDelay is how long a cancelled Helm may take to stop after its interrupt before it is killed.
+const WaitDelay = 30 * time.Second
+
 // Exec runs the Helm binary Bin with the environment Env (the process's own plus the plugin's HELM_* settings).
 type Exec struct {
 	Bin string
@@ -45,6 +50,10 @@ type Exec struct {
 func (h Exec) Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := exec.CommandContext(ctx, h.Bin, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr, cmd.Env = stdin, stdout, stderr, h.Env
+	// A cancelled run (Ctrl-C, a Job's SIGTERM) interrupts Helm the way the terminal would, so that it can mark its
+	// release failed instead of leaving it pending; only a Helm that ignores that is killed, after WaitDelay.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = WaitDelay
 	err := cmd.Run()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {

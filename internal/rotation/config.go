@@ -141,8 +141,8 @@ func ResolveConfig(annotations map[string]string, values map[string]any, o Overr
 		c.TTL, c.TTLSource, c.TTLDefaulted = configured, configuredSource, false
 	}
 	if o.TTL > 0 {
-		if o.TTL < MinTTL {
-			return c, fmt.Errorf("--ttl %s is below the minimum of %s", o.TTL, MinTTL)
+		if err := checkTTL(o.TTL, o.TTL.String()); err != nil {
+			return c, fmt.Errorf("--ttl: %w", err)
 		}
 		if !c.TTLDefaulted && o.TTL < c.TTL && !(o.Force && strings.TrimSpace(o.Reason) != "") {
 			return c, fmt.Errorf("--ttl %s is shorter than the configured TTL %s (%s): tokens signed with the old key would be rejected before they expire; if that is intended (a leaked key), add --force --reason \"...\"", o.TTL, c.TTL, c.TTLSource)
@@ -190,14 +190,14 @@ func parseDuration(v string) (time.Duration, error) {
 	v = strings.TrimSpace(v)
 	if d, ok := strings.CutSuffix(v, "d"); ok {
 		n, err := strconv.Atoi(d)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("%q is not a number of days", v)
+		if err != nil || n <= 0 || n > int(MaxTTL/(24*time.Hour)) {
+			return 0, fmt.Errorf("%q is not a number of days between 1 and %d (10 years)", v, int(MaxTTL/(24*time.Hour)))
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d < time.Hour {
-		return 0, fmt.Errorf("%q is not a duration of at least 1h (e.g. 90d or 2160h)", v)
+	if err != nil || d < time.Hour || d > MaxTTL {
+		return 0, fmt.Errorf("%q is not a duration between 1h and 10 years (e.g. 90d or 2160h)", v)
 	}
 	return d, nil
 }

@@ -144,7 +144,7 @@ func TestResolveConfigPrecedence(t *testing.T) {
 		{"longer flag", map[string]string{AnnoTTLSeconds: "300"}, nil, Overrides{TTL: time.Hour}, time.Hour, "flag --ttl", ""},
 		{"shorter flag refused", map[string]string{AnnoTTLSeconds: "300"}, nil, Overrides{TTL: 60 * time.Second}, 0, "", "--force --reason"},
 		{"shorter flag forced", map[string]string{AnnoTTLSeconds: "300"}, nil, Overrides{TTL: 60 * time.Second, Force: true, Reason: "leaked"}, 60 * time.Second, "forced: leaked", ""},
-		{"below minimum", nil, nil, Overrides{TTL: time.Second, Force: true, Reason: "x"}, 0, "", "minimum"},
+		{"below minimum", nil, nil, Overrides{TTL: time.Second, Force: true, Reason: "x"}, 0, "", "between 1m0s and 10 years"},
 		{"bad annotation", map[string]string{AnnoTTLSeconds: "soon"}, nil, Overrides{}, 0, "", AnnoTTLSeconds},
 		{"bad consumers", map[string]string{AnnoConsumers: "Pod/x"}, nil, Overrides{}, 0, "", AnnoConsumers},
 	}

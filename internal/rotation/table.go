@@ -113,6 +113,9 @@ type Transition struct {
 	Until func(State) time.Time
 	// Late says what is overdue when the step has waited OverdueGrace past Until.
 	Late func(State) string
+	// Skip, when it returns a reason, makes the step a no-op in this state (an abort already done); Refuse makes it
+	// a refusal (an abort that would make a leaked key active again).
+	Skip, Refuse func(State) string
 	// Active is the version the keyring's `active` must name in phase From ("from" or "to" of the state), and
 	// ToNewest whether the state's `to` must be the newest version: what Consistent checks against a hand edit.
 	Active   string
@@ -176,9 +179,42 @@ var Table = []Transition{
 	// Aborts. Before the promotion nobody signed with the new version; after it, somebody may have.
 	{From: KeyAdded, Step: StepAbort, Write: WriteDropNew, Then: Idle, Event: "RotationAborted"},
 	{From: RolledOut, Step: StepAbort, Write: WriteDropNew, Then: Idle, Event: "RotationAborted"},
-	{From: Promoted, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted"},
-	{From: Waiting, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted"},
+	{From: Promoted, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted", Refuse: revertsALeak},
+	{From: Waiting, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted", Refuse: revertsALeak,
+		Skip: func(s State) string {
+			if !s.Aborted() {
+				return ""
+			}
+			return fmt.Sprintf("rotation %s was already aborted: v%d is active and v%d is retired after %s", s.RotationID, s.To, s.From, s.RetireAfter.UTC().Format(time.RFC3339))
+		}},
 	{From: Reverted, Step: StepAbort, Write: WriteNothing, Then: Reverted},
+}
+
+// revertsALeak refuses to abort an emergency rotation past its promotion: going back makes a leaked version active
+// again and drops the record of the leak.
+func revertsALeak(s State) string {
+	if s.Emergency == "" {
+		return ""
+	}
+	return fmt.Sprintf("rotation %s is an emergency rotation (%s) past its promotion: aborting it would make v%d, a leaked version, active again", s.RotationID, s.Emergency, s.From)
+}
+
+// Waits reports whether the rotation, in phase p, waits for a time before its next step (the TTL before the
+// retirement): a run stops there and gives the lock back.
+func Waits(p Phase) bool {
+	t, ok := Forward(p)
+	return ok && t.Until != nil
+}
+
+// RestartValue is the value of the restart annotation a phase's rollout sets on each consumer's pod template:
+// "<rotation id>/<rollout name>", the same on every rerun, so a rollout resumed after a crash restarts nobody twice.
+// "" for a phase without a rollout.
+func RestartValue(s State) string {
+	name := RolloutName(s.Phase)
+	if name == "" || !s.InProgress() {
+		return ""
+	}
+	return s.RotationID + "/" + name
 }
 
 // Lookup returns the transition of step in phase p (the emergency's row matches every phase).
@@ -291,7 +327,7 @@ func PlanSteps(p Phase, f PlanFacts) []string {
 		for _, line := range t.Plan {
 			out = append(out, f.fill(line))
 		}
-		if p = t.Then; p == Idle || p == Waiting || p == start {
+		if p = t.Then; p == Idle || Waits(p) || p == start {
 			return out
 		}
 	}

@@ -79,6 +79,7 @@ func New(objects ...runtime.Object) *Fixture {
 // Config is the action.Config over the fixture; stdin is in.
 func (f *Fixture) Config(in string, getenv func(string) string) *action.Config {
 	settings := helmenv.FromEnv(getenv)
+	clock := &localClock{t: Now}
 	return &action.Config{
 		Settings: &settings,
 		Connect: func(namespace, secret string) (*kube.Keyring, error) {
@@ -106,11 +107,31 @@ func (f *Fixture) Config(in string, getenv func(string) string) *action.Config {
 		Identity:      action.Identity{Holder: "op@laptop pid 4242", Actor: "op@laptop via rotate-key test", HolderAlive: func(string) bool { return true }},
 		Rand:          zeroReader{},
 		NewRotationID: func(time.Time) string { return "20261130T120000Z-a1b2c3" },
-		LocalNow:      func() time.Time { return Now },
+		LocalNow:      clock.now,
 		Getenv:        getenv,
 		Executable:    func() (string, error) { return "/plugins/rotate-key/bin/rotate-key", nil },
-		Sleep:         func(context.Context, time.Duration) error { return nil },
+		Sleep:         clock.sleep,
 	}
+}
+
+// localClock is this machine's clock in a test: it starts at Now and moves only when something sleeps, so a rollout
+// deadline passes without waiting for it.
+type localClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *localClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *localClock) sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	return ctx.Err()
 }
 
 // zeroReader is a deterministic key source: a fake cluster's keys need not be secret, and the output never shows
