@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"testing"
+	"time"
 )
 
 // The state annotations are hand-editable (the runbook's manual path writes them, an operator may edit them): any
@@ -65,6 +66,20 @@ func FuzzParseTTL(f *testing.F) {
 		d, err := ParseTTL(v)
 		if err == nil && (d < MinTTL || d > MaxTTL) {
 			t.Fatalf("ParseTTL(%q) = %s, outside [%s, %s]", v, d, MinTTL, MaxTTL)
+		}
+	})
+}
+
+// The rotation interval is typed by hand (--interval, the rotation-interval annotation): refused, or a positive
+// interval within ten years (200000d once overflowed into a negative interval).
+func FuzzParseInterval(f *testing.F) {
+	for _, s := range []string{"90d", "2160h", "200000d", "1h", "59m", "0d", "-3d", "2160h0m0s", "9223372036854775807d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d, err := ParseDuration(v)
+		if err == nil && (d < time.Hour || d > MaxTTL) {
+			t.Fatalf("ParseDuration(%q) = %s, outside [1h, 10 years]", v, d)
 		}
 	})
 }
