@@ -177,10 +177,10 @@ var Table = []Transition{
 		}},
 
 	// Aborts. Before the promotion nobody signed with the new version; after it, somebody may have.
-	{From: KeyAdded, Step: StepAbort, Write: WriteDropNew, Then: Idle, Event: "RotationAborted"},
-	{From: RolledOut, Step: StepAbort, Write: WriteDropNew, Then: Idle, Event: "RotationAborted"},
-	{From: Promoted, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted", Refuse: revertsALeak},
-	{From: Waiting, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted", Refuse: revertsALeak,
+	{From: KeyAdded, Step: StepAbort, Write: WriteDropNew, Then: Idle, Event: "RotationAborted", Refuse: undoesAnEmergency},
+	{From: RolledOut, Step: StepAbort, Write: WriteDropNew, Then: Idle, Event: "RotationAborted", Refuse: undoesAnEmergency},
+	{From: Promoted, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted", Refuse: undoesAnEmergency},
+	{From: Waiting, Step: StepAbort, Write: WriteRevert, Then: Reverted, Event: "RotationReverted", Refuse: undoesAnEmergency,
 		Skip: func(s State) string {
 			if !s.Aborted() {
 				return ""
@@ -190,13 +190,14 @@ var Table = []Transition{
 	{From: Reverted, Step: StepAbort, Write: WriteNothing, Then: Reverted},
 }
 
-// revertsALeak refuses to abort an emergency rotation past its promotion: going back makes a leaked version active
-// again and drops the record of the leak.
-func revertsALeak(s State) string {
+// undoesAnEmergency refuses to abort an emergency rotation: before its promotion the abort would leave the leaked
+// versions active with nothing saying so, after it make a leaked version active again (found by the sixth and
+// seventh cold reads of the runbook).
+func undoesAnEmergency(s State) string {
 	if s.Emergency == "" {
 		return ""
 	}
-	return fmt.Sprintf("rotation %s is an emergency rotation (%s) past its promotion: aborting it would make v%d, a leaked version, active again", s.RotationID, s.Emergency, s.From)
+	return fmt.Sprintf("rotation %s is an emergency rotation (%s): aborting it would leave v%d, a leaked version, active", s.RotationID, s.Emergency, s.From)
 }
 
 // Waits reports whether the rotation, in phase p, waits for a time before its next step (the TTL before the
