@@ -415,9 +415,10 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.refused(t, "ABORT-AFTER", "abort the abort")
 	p.refused(t, "EMERGENCY-B", "an emergency without LEAK_REASON")
 	p.shell.Env = append(p.shell.Env, "LEAK_REASON=INC-7: keyring Secret pasted into a ticket")
-	for _, id := range []string{"EMERGENCY-B", "B2", "B3"} {
-		p.pasteID(t, id, 0)
-	}
+	p.pasteID(t, "EMERGENCY-B", 0)
+	p.refused(t, "ABORT-BEFORE", "stop an emergency before its promotion (the leaked keys stay active)")
+	p.pasteID(t, "B2", 0)
+	p.pasteID(t, "B3", 0)
 	p.refused(t, "ABORT-AFTER", "undo an emergency after its promotion (a leaked key active again)")
 	p.follow(t, "B2")
 	st = p.expectKeyring(t, "active,key.v3", 3, rotation.Idle)
