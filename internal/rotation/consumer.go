@@ -62,6 +62,11 @@ func Retirement(k *keyring.Keyring, st State, pinned []string) (keyring.Change, 
 	var all keyring.Change
 	var removed []string
 	for _, v := range outgoing {
+		if _, present := k.Keys[v]; !present {
+			// Removed already (by hand): its tokens are rejected either way, and the rotation must not stick here
+			// (found by the eighth cold read of the runbook).
+			continue
+		}
 		c, err := k.Remove(v, pinned)
 		if err != nil {
 			return keyring.Change{}, err
@@ -70,5 +75,8 @@ func Retirement(k *keyring.Keyring, st State, pinned []string) (keyring.Change, 
 		removed = append(removed, keyring.Kid(v))
 	}
 	all.Summary = "removed " + strings.Join(removed, ", ")
+	if len(removed) == 0 {
+		all.Summary = fmt.Sprintf("v%d was already removed", st.From)
+	}
 	return all, nil
 }

@@ -432,7 +432,7 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(context.Background(), p.secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: rotation") || !strings.Contains(where, "changed it") {
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: emergency rotation") || !strings.Contains(where, "leaked versions are back") {
 		t.Fatalf("Where am I? must warn about a keyring changed outside the rotation:\n%s", where)
 	}
 	if out := p.pasteID(t, "B1", 0); !strings.Contains(out, "added key.v4") {
