@@ -350,6 +350,10 @@ func TestGolden(t *testing.T) {
 			root.SetArgs(tc.args)
 			code := Report(root.ExecuteContext(context.Background()), &f.ErrOut)
 			got := render(t, tc, f, code)
+			// The post-renderer streams keys back to Helm (the fixtures' own, and manifest()'s); a golden file holds none.
+			for _, v := range keyMaterial(append(tc.objects, actiontest.Keyring(secretName, 3, 0, nil))) {
+				got = strings.ReplaceAll(got, v, "<key>")
+			}
 			path := filepath.Join("testdata", "golden", tc.name+".txt")
 			if *updateReference {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -2,11 +2,9 @@ package chart
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -44,17 +42,6 @@ func TestMain(m *testing.M) {
 
 func exampleChart() string { return filepath.Join(root, "charts", "example-app") }
 
-func exitCode(err error) int {
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		return exitErr.ExitCode()
-	}
-	if err != nil {
-		return -1
-	}
-	return 0
-}
-
 // TestChartLintStrict proves that `helm lint --strict` passes on Helm 3 and Helm 4 for the example chart (with its
 // defaults, and with the scheduled rotation and vN naming) and for the rotate-key library chart on its own. Helm
 // lints a library chart alone: it checks Chart.yaml, parses the templates (all partials: a library renders
@@ -90,8 +77,8 @@ func TestChartLintStrict(t *testing.T) {
 		}
 		for _, c := range bad {
 			out, errOut, err := h.Run(ctx, append([]string{"lint", "--strict"}, c.args...)...)
-			if exitCode(err) == 0 || !strings.Contains(out+errOut, "at '/secret/naming': value must be one of 'key.vN', 'vN'") {
-				t.Errorf("helm%d lint --strict %s must fail naming /secret/naming: exit %d\n%s%s", major, c.what, exitCode(err), out, errOut)
+			if ExitCode(err) == 0 || !strings.Contains(out+errOut, "at '/secret/naming': value must be one of 'key.vN', 'vN'") {
+				t.Errorf("helm%d lint --strict %s must fail naming /secret/naming: exit %d\n%s%s", major, c.what, ExitCode(err), out, errOut)
 			}
 		}
 	}
@@ -177,7 +164,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		for _, c := range cases {
 			args := append(append([]string{"template", "app", exampleChart(), "--namespace", "golden"}, KubeVersionArgs(tools, major)...), c.args...)
 			stdout, stderr, err := h.Run(ctx, args...)
-			if exitCode(err) == 0 {
+			if ExitCode(err) == 0 {
 				t.Errorf("helm%d template %s: accepted, want a schema error", major, strings.Join(c.args, " "))
 				continue
 			}

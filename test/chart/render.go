@@ -319,3 +319,15 @@ func LineDiff(aName, bName, a, b string) string {
 	}
 	return b2.String()
 }
+
+// ExitCode is the exit code of a finished command's error: 0 for none, -1 when it did not run.
+func ExitCode(err error) int {
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}

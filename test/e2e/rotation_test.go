@@ -5,9 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
+	"github.com/tracebloc/helm-rotate-key/test/chart"
 )
 
 // recorder keeps what the TEST saw through its own watches, with the test's own clock: the ordering proof never
@@ -121,16 +120,7 @@ func has(keys []string, k string) bool {
 	return false
 }
 
-func exitCode(err error) int {
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		return exitErr.ExitCode()
-	}
-	if err != nil {
-		return -1
-	}
-	return 0
-}
+func exitCode(err error) int { return chart.ExitCode(err) }
 
 func statusJSON(t *testing.T, h *testcluster.Helm, ns string) map[string]any {
 	t.Helper()
