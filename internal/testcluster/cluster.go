@@ -27,6 +27,9 @@ type Options struct {
 	// Executables maps the first word of a runner pod's command (its base name) to a local program; Start adds
 	// "rotate-key" → the binary it builds from this repository.
 	Executables map[string]string
+	// VolumeRefresh is the delay between a Secret's change and its volumes' files changing in the runner's
+	// serving pods (default 2–8 s: a kubelet's 0–90 s scaled down with the tests' 60 s token TTL).
+	VolumeRefresh VolumeRefresh
 	// Logf receives progress lines (default: discard).
 	Logf func(format string, args ...any)
 }
@@ -87,6 +90,10 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}()
 	if c.Binary, err = BuildBinary(root); err != nil {
 		return nil, err
+	}
+	tokenApp := filepath.Join(dir, "tokenapp")
+	if out, err := goBuild(root, tokenApp, "./test/tokenapp"); err != nil {
+		return nil, fmt.Errorf("testcluster: building the token app: %w\n%s", err, out)
 	}
 	if c.goEnv, err = goCaches(); err != nil {
 		return nil, err
@@ -164,11 +171,14 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	c.procs = append(c.procs, kwok)
 
-	executables := map[string]string{"rotate-key": c.Binary}
+	executables := map[string]string{"rotate-key": c.Binary, "tokenapp": tokenApp}
 	for k, v := range opts.Executables {
 		executables[k] = v
 	}
-	c.runner = newRunner(c.Client, c.Config, executables, filepath.Join(dir, "runner"), logf)
+	if opts.VolumeRefresh == (VolumeRefresh{}) {
+		opts.VolumeRefresh = VolumeRefresh{Min: 2 * time.Second, Max: 8 * time.Second}
+	}
+	c.runner = newRunner(c.Client, c.Config, executables, filepath.Join(dir, "runner"), opts.VolumeRefresh, logf)
 	if err := c.runner.registerNode(ctx); err != nil {
 		return nil, err
 	}
@@ -312,9 +322,7 @@ func goCaches() ([]string, error) {
 // rotate-key-guard symlink beside it, and returns its path.
 func BuildBinary(root string) (string, error) {
 	bin := filepath.Join(root, "bin", "rotate-key")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/rotate-key")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := goBuild(root, bin, "./cmd/rotate-key"); err != nil {
 		return "", fmt.Errorf("testcluster: building rotate-key: %w\n%s", err, out)
 	}
 	guard := filepath.Join(root, "bin", "rotate-key-guard")
@@ -322,4 +330,10 @@ func BuildBinary(root string) (string, error) {
 		return "", err
 	}
 	return bin, os.Symlink("rotate-key", guard)
+}
+
+func goBuild(root, out, pkg string) ([]byte, error) {
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Dir = root
+	return cmd.CombinedOutput()
 }

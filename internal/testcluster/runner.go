@@ -41,12 +41,16 @@ type runner struct {
 	started map[types.UID]bool
 	logs    map[string]*bytes.Buffer
 	running map[types.UID]*exec.Cmd
-	wg      sync.WaitGroup
+	// services are the long-running pods being served (see service.go); nextIP numbers their addresses.
+	services map[types.UID]*servicePod
+	nextIP   int
+	refresh  VolumeRefresh
+	wg       sync.WaitGroup
 }
 
-func newRunner(client kubernetes.Interface, config *rest.Config, executables map[string]string, dir string, logf func(string, ...any)) *runner {
-	return &runner{client: client, config: config, executables: executables, dir: dir, logf: logf,
-		started: map[types.UID]bool{}, logs: map[string]*bytes.Buffer{}, running: map[types.UID]*exec.Cmd{}}
+func newRunner(client kubernetes.Interface, config *rest.Config, executables map[string]string, dir string, refresh VolumeRefresh, logf func(string, ...any)) *runner {
+	return &runner{client: client, config: config, executables: executables, dir: dir, logf: logf, refresh: refresh,
+		started: map[types.UID]bool{}, logs: map[string]*bytes.Buffer{}, running: map[types.UID]*exec.Cmd{}, services: map[types.UID]*servicePod{}}
 }
 
 // run watches the runner node's pods and heartbeats until ctx ends.
@@ -61,13 +65,22 @@ func (r *runner) run(ctx context.Context) {
 		}
 	}
 	_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: handle, UpdateFunc: func(_, obj any) { handle(obj) }})
+	// Secret volumes follow their Secret (after the refresh delay), as a kubelet's do.
+	secrets := informers.NewSharedInformerFactory(r.client, 0)
+	_, _ = secrets.Core().V1().Secrets().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: func(_, obj any) {
+		if s, ok := obj.(*corev1.Secret); ok {
+			r.secretChanged(ctx, s)
+		}
+	}})
 	factory.Start(ctx.Done())
+	secrets.Start(ctx.Done())
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			factory.Shutdown()
+			secrets.Shutdown()
 			return
 		case <-tick.C:
 			if err := r.heartbeat(ctx); err != nil && ctx.Err() == nil {
@@ -78,6 +91,13 @@ func (r *runner) run(ctx context.Context) {
 }
 
 func (r *runner) observe(ctx context.Context, pod *corev1.Pod) {
+	r.mu.Lock()
+	service := r.services[pod.UID]
+	r.mu.Unlock()
+	if pod.DeletionTimestamp != nil && service != nil {
+		r.terminate(ctx, service, pod)
+		return
+	}
 	if pod.DeletionTimestamp != nil {
 		r.mu.Lock()
 		if cmd := r.running[pod.UID]; cmd != nil && cmd.Process != nil {
@@ -101,6 +121,10 @@ func (r *runner) observe(ctx context.Context, pod *corev1.Pod) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		if pod.Spec.RestartPolicy == corev1.RestartPolicyAlways {
+			r.serve(ctx, pod.DeepCopy())
+			return
+		}
 		r.execute(ctx, pod.DeepCopy())
 	}()
 }
@@ -112,6 +136,14 @@ func (r *runner) stopAll() {
 		if cmd.Process != nil {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		}
+	}
+	for _, s := range r.services {
+		s.mu.Lock()
+		s.terminating = true
+		for _, cmd := range s.procs {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		s.mu.Unlock()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
@@ -157,7 +189,7 @@ func (r *runner) execute(ctx context.Context, pod *corev1.Pod) {
 		if setupErr != nil {
 			status = terminated(container, started, 127, "ContainerCannotRun", "runner: "+setupErr.Error())
 		} else {
-			status = r.runContainer(ctx, pod, container, work, kubeconfig)
+			status = r.runContainer(ctx, pod, container, work, kubeconfig, nil)
 		}
 		if i >= len(pod.Spec.InitContainers) {
 			statuses = append(statuses, status)
@@ -178,7 +210,7 @@ func (r *runner) execute(ctx context.Context, pod *corev1.Pod) {
 }
 
 // runContainer executes one container as a local process and returns its terminated status.
-func (r *runner) runContainer(ctx context.Context, pod *corev1.Pod, c corev1.Container, work, kubeconfig string) corev1.ContainerStatus {
+func (r *runner) runContainer(ctx context.Context, pod *corev1.Pod, c corev1.Container, work, kubeconfig string, extraEnv []string) corev1.ContainerStatus {
 	began := metav1.Now()
 	fail := func(format string, args ...any) corev1.ContainerStatus {
 		msg := "runner: " + fmt.Sprintf(format, args...)
@@ -189,28 +221,14 @@ func (r *runner) runContainer(ctx context.Context, pod *corev1.Pod, c corev1.Con
 	if err != nil {
 		return fail("container %q: %v", c.Name, err)
 	}
-	lookup := func(name string) (string, bool) { return envLookup(env, name) }
-	var argv []string
-	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
-		argv = append(argv, expandKubeVars(a, lookup))
+	cmd, err := r.command(pod, c, append(append(env, extraEnv...), kubeconfigEnv(kubeconfig)...), work)
+	if err != nil {
+		return fail("%v", err)
 	}
-	if len(c.Command) == 0 {
-		return fail("container %q has no command: the runner executes explicit commands only (it has no image to read an entrypoint from)", c.Name)
-	}
-	program, ok := r.executables[filepath.Base(argv[0])]
-	if !ok {
-		return fail("container %q: no local program stands in for %q (known: %v)", c.Name, argv[0], keys(r.executables))
-	}
-	env = append(env, "KUBECONFIG="+kubeconfig)
 	var out bytes.Buffer
-	cmd := exec.Command(program, argv[1:]...)
-	cmd.Args[0] = argv[0]
-	cmd.Dir = work
-	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fail("container %q: starting %s: %v", c.Name, program, err)
+		return fail("container %q: starting %s: %v", c.Name, cmd.Path, err)
 	}
 	r.mu.Lock()
 	r.running[pod.UID] = cmd
@@ -239,6 +257,29 @@ func (r *runner) runContainer(ctx context.Context, pod *corev1.Pod, c corev1.Con
 		msg = msg[len(msg)-4096:]
 	}
 	return terminated(c, began, int32(code), reason, msg)
+}
+
+// command prepares a container's process: argv is its command and args with $(VAR) expanded, the program the local
+// stand-in for argv[0], in its own process group (so that the whole group can be signalled).
+func (r *runner) command(pod *corev1.Pod, c corev1.Container, env []string, work string) (*exec.Cmd, error) {
+	lookup := func(name string) (string, bool) { return envLookup(env, name) }
+	var argv []string
+	for _, a := range append(append([]string{}, c.Command...), c.Args...) {
+		argv = append(argv, expandKubeVars(a, lookup))
+	}
+	if len(c.Command) == 0 {
+		return nil, fmt.Errorf("container %q has no command: the runner executes explicit commands only (it has no image to read an entrypoint from)", c.Name)
+	}
+	program, ok := r.executables[filepath.Base(argv[0])]
+	if !ok {
+		return nil, fmt.Errorf("container %q: no local program stands in for %q (known: %v)", c.Name, argv[0], keys(r.executables))
+	}
+	cmd := exec.Command(program, argv[1:]...)
+	cmd.Args[0] = argv[0]
+	cmd.Dir = work
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd, nil
 }
 
 // containerEnv builds a container's environment in the kubelet's order: envFrom, then env (later entries may
@@ -325,7 +366,12 @@ func podField(pod *corev1.Pod, path string) (string, error) {
 		return pod.Spec.NodeName, nil
 	case "spec.serviceAccountName":
 		return pod.Spec.ServiceAccountName, nil
-	case "status.podIP", "status.hostIP":
+	case "status.podIP":
+		if pod.Status.PodIP != "" {
+			return pod.Status.PodIP, nil
+		}
+		return "127.0.0.1", nil
+	case "status.hostIP":
 		return "127.0.0.1", nil
 	}
 	for prefix, m := range map[string]map[string]string{"metadata.labels['": pod.Labels, "metadata.annotations['": pod.Annotations} {

@@ -1,0 +1,60 @@
+package testcluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// TokenAppPort is the port both token app roles serve on (each pod on its own address).
+const TokenAppPort = 8080
+
+// TokenAppValues are the helm flags that make the example chart's jobs-manager a signing token app and its
+// requests-proxy a verifying one (test/tokenapp), both placed on the runner node so that they really run.
+// signerKeys and verifierKeys choose each one's key delivery: "env" (envFrom, read at start) or "volume" (the
+// Secret volume's files, re-read when the runner refreshes them).
+func TokenAppValues(signerKeys, verifierKeys string) []string {
+	var out []string
+	for _, app := range []struct{ key, name, role, keys string }{
+		{"jobsManager", "jobs-manager", "signer", signerKeys},
+		{"requestsProxy", "requests-proxy", "verifier", verifierKeys},
+	} {
+		source := "--keys=env"
+		if app.keys == "volume" {
+			source = "--keys=dir:/etc/" + app.name + "/keys"
+		}
+		set := func(field string, v any) {
+			b, _ := json.Marshal(v)
+			out = append(out, "--set-json", app.key+"."+field+"="+string(b))
+		}
+		selector, tolerations := RunnerPlacement()
+		set("keyDelivery", app.keys)
+		set("command", []string{"tokenapp"})
+		set("args", []string{"--role=" + app.role, source})
+		set("env", []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}})
+		set("port", TokenAppPort)
+		set("readinessProbe", map[string]any{"httpGet": map[string]any{"path": "/readyz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1})
+		set("nodeSelector", selector)
+		set("tolerations", tolerations)
+	}
+	return out
+}
+
+// ExposeSigner creates a Service named name in front of the pods that match selector on the token app's port:
+// the example chart gives its signer no Service (nothing outside calls the jobs-manager), the traffic driver needs
+// one to find the signer's ready endpoints.
+func (c *Cluster) ExposeSigner(ctx context.Context, namespace, name string, selector map[string]string) error {
+	_, err := c.Client.CoreV1().Services(namespace).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.ServiceSpec{Selector: selector, Ports: []corev1.ServicePort{{
+			Name: "http", Port: 80, TargetPort: intstr.FromInt32(TokenAppPort)}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("testcluster: Service %s/%s for the signer: %w", namespace, name, err)
+	}
+	return nil
+}

@@ -1,0 +1,326 @@
+// Package traffic drives real token traffic through the token app (test/tokenapp) running on the cluster-in-a-box's
+// runner node: clients take tokens from the signer's ready endpoints at a steady rate and present every token to
+// the verifier's ready endpoints repeatedly until it expires, and once after; every answer is recorded. It is the
+// instrument that measures the product's promise: a rotation never rejects a token that has not expired.
+//
+// Endpoints come from the EndpointSlices of a Service, as kube-proxy would take them: only ready endpoints get
+// requests, so a terminating or not-yet-ready pod gets none once the EndpointSlice controller has caught up.
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/tracebloc/helm-rotate-key/test/tokenapp/token"
+)
+
+// Driver is one traffic run's configuration.
+type Driver struct {
+	Client    kubernetes.Interface
+	Namespace string
+	// Signer and Verifier name the Services whose ready endpoints issue and verify tokens (port "http" or the
+	// first port of the EndpointSlice).
+	Signer, Verifier string
+	// Rate is how many tokens are issued per second.
+	Rate float64
+	// PresentEvery is how often a token is presented again until it expires (it is presented once at issue and
+	// once Skew+Margin after its exp).
+	PresentEvery time.Duration
+	// Skew is the verifiers' tolerance past exp; Margin the driver's: an answer within Margin of exp (or of
+	// exp+Skew) is not classified, because exp is whole seconds and requests take time.
+	Skew, Margin time.Duration
+	// Concurrency bounds the requests in flight (default 32).
+	Concurrency int
+	// Address maps an endpoint's IP to where it is reached from here (default: unchanged).
+	Address func(ip string) string
+}
+
+// Presentation is one answer of a verifier to one token.
+type Presentation struct {
+	Kid, ID, Issuer string
+	IssuedAt        time.Time
+	Expires         time.Time
+	At              time.Time
+	Latency         time.Duration
+	Pod             string
+	Accepted        bool
+	// Reason is the verifier's first word when it refused (unknown-kid, bad-signature, expired, malformed).
+	Reason string
+}
+
+// Class says what an answer proves.
+type Class int
+
+// The classes of a presentation.
+const (
+	// Ambiguous: presented too close to exp to judge.
+	Ambiguous Class = iota
+	// Unexpired: presented before exp - Margin; it must be accepted.
+	Unexpired
+	// Expired: presented after exp + Skew + Margin; it must be refused.
+	Expired
+)
+
+// Run is traffic in progress; Stop ends it and returns what was recorded.
+type Run struct {
+	d       Driver
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	client  *http.Client
+	sem     chan struct{}
+	mu      sync.Mutex
+	records []Presentation
+	issued  int
+	// issueErrors counts token requests no signer answered with a token; unreachable counts presentations no
+	// verifier answered (connection refused after every retry, or 5xx).
+	issueErrors, unreachable int
+	started, stopped         time.Time
+	endpoints                *endpointSet
+}
+
+// Start begins issuing tokens and presenting them.
+func (d Driver) Start(ctx context.Context) (*Run, error) {
+	if d.Concurrency == 0 {
+		d.Concurrency = 32
+	}
+	if d.Address == nil {
+		d.Address = func(ip string) string { return ip }
+	}
+	if d.Margin == 0 {
+		d.Margin = 1500 * time.Millisecond
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &Run{d: d, cancel: cancel, sem: make(chan struct{}, d.Concurrency), started: time.Now(),
+		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}},
+		endpoints: newEndpointSet(d.Address)}
+	factory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0, informers.WithNamespace(d.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = discoveryv1.LabelServiceName + " in (" + d.Signer + "," + d.Verifier + ")"
+		}))
+	inf := factory.Discovery().V1().EndpointSlices().Informer()
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { r.endpoints.update(o, false) },
+		UpdateFunc: func(_, o any) { r.endpoints.update(o, false) },
+		DeleteFunc: func(o any) { r.endpoints.update(o, true) },
+	})
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		cancel()
+		return nil, fmt.Errorf("traffic: EndpointSlices of %s/%s not synced", d.Namespace, d.Signer)
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer factory.Shutdown()
+		r.issueLoop(ctx)
+	}()
+	return r, nil
+}
+
+// Stop stops issuing, waits until every token issued so far has had its last presentation (after its expiry),
+// and returns the report.
+func (r *Run) Stop() Report {
+	r.mu.Lock()
+	r.stopped = time.Now()
+	r.mu.Unlock()
+	r.cancel()
+	r.wg.Wait()
+	return r.report()
+}
+
+func (r *Run) issueLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Duration(float64(time.Second) / r.d.Rate))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			r.wg.Add(1)
+			go func() { defer r.wg.Done(); r.follow(ctx) }()
+		}
+	}
+}
+
+// follow issues one token and presents it until after its expiry. It outlives the run's context: a token issued
+// before Stop is followed to the end.
+func (r *Run) follow(ctx context.Context) {
+	tok, err := r.issue()
+	r.mu.Lock()
+	if err != nil {
+		r.issueErrors++
+		r.mu.Unlock()
+		return
+	}
+	r.issued++
+	r.mu.Unlock()
+	c, err := token.Parse(tok)
+	if err != nil {
+		r.mu.Lock()
+		r.issueErrors++
+		r.mu.Unlock()
+		return
+	}
+	exp := time.Unix(c.Expires, 0)
+	last := exp.Add(r.d.Skew + r.d.Margin)
+	for next := time.Now(); ; next = next.Add(r.d.PresentEvery) {
+		if !next.Before(exp.Add(-r.d.Margin)) {
+			next = last
+		}
+		time.Sleep(time.Until(next))
+		r.present(tok, c, exp)
+		if next.Equal(last) {
+			return
+		}
+	}
+}
+
+func (r *Run) issue() (string, error) {
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		ep, ok := r.endpoints.pick(r.d.Signer)
+		if !ok {
+			lastErr = fmt.Errorf("no ready endpoint of %s", r.d.Signer)
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		r.sem <- struct{}{}
+		resp, err := r.client.Get("http://" + ep.addr + "/token")
+		<-r.sem
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			lastErr = fmt.Errorf("%s: %s", ep.pod, resp.Status)
+			continue
+		}
+		return strings.TrimSpace(string(body)), nil
+	}
+	return "", lastErr
+}
+
+func (r *Run) present(tok string, c token.Claims, exp time.Time) {
+	for attempt := 0; attempt < 3; attempt++ {
+		ep, ok := r.endpoints.pick(r.d.Verifier)
+		if !ok {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		r.sem <- struct{}{}
+		at := time.Now()
+		resp, err := r.client.Post("http://"+ep.addr+"/verify", "text/plain", strings.NewReader(tok))
+		latency := time.Since(at)
+		<-r.sem
+		if err != nil {
+			continue // the pod went away between the EndpointSlice and the request: as a client, try another
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnauthorized {
+			continue
+		}
+		reason, _, _ := strings.Cut(strings.TrimSpace(string(body)), ":")
+		p := Presentation{Kid: c.Kid, ID: c.ID, Issuer: c.Issuer, IssuedAt: time.Unix(c.IssuedAt, 0), Expires: exp, At: at,
+			Latency: latency, Pod: ep.pod, Accepted: resp.StatusCode == http.StatusOK}
+		if !p.Accepted {
+			p.Reason, _, _ = strings.Cut(reason, " ")
+		}
+		r.mu.Lock()
+		r.records = append(r.records, p)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Lock()
+	r.unreachable++
+	r.mu.Unlock()
+}
+
+// Classify says what a presentation proves under the driver's skew and margin.
+func (d Driver) Classify(p Presentation) Class {
+	switch {
+	case p.At.Before(p.Expires.Add(-d.Margin)):
+		return Unexpired
+	case p.At.After(p.Expires.Add(d.Skew + d.Margin)):
+		return Expired
+	}
+	return Ambiguous
+}
+
+type endpoint struct{ addr, pod string }
+
+// endpointSet holds the ready endpoints of each Service, by EndpointSlice.
+type endpointSet struct {
+	mu      sync.Mutex
+	slices  map[string]*discoveryv1.EndpointSlice
+	address func(string) string
+}
+
+func newEndpointSet(address func(string) string) *endpointSet {
+	return &endpointSet{slices: map[string]*discoveryv1.EndpointSlice{}, address: address}
+}
+
+func (e *endpointSet) update(o any, deleted bool) {
+	if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	s, ok := o.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if deleted {
+		delete(e.slices, s.Name)
+		return
+	}
+	e.slices[s.Name] = s
+}
+
+// pick returns a random ready endpoint of the Service.
+func (e *endpointSet) pick(service string) (endpoint, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var ready []endpoint
+	for _, s := range e.slices {
+		if s.Labels[discoveryv1.LabelServiceName] != service {
+			continue
+		}
+		port := int32(0)
+		for _, p := range s.Ports {
+			if p.Port != nil && (port == 0 || (p.Name != nil && *p.Name == "http")) {
+				port = *p.Port
+			}
+		}
+		for _, ep := range s.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready || len(ep.Addresses) == 0 || port == 0 {
+				continue
+			}
+			pod := ""
+			if ep.TargetRef != nil {
+				pod = ep.TargetRef.Name
+			}
+			ready = append(ready, endpoint{addr: net.JoinHostPort(e.address(ep.Addresses[0]), strconv.Itoa(int(port))), pod: pod})
+		}
+	}
+	if len(ready) == 0 {
+		return endpoint{}, false
+	}
+	return ready[rand.N(len(ready))], true
+}
