@@ -40,8 +40,8 @@ type servicePod struct {
 	pod *corev1.Pod
 	// ip is the pod's IP as the API server shows it; bind the loopback address its processes listen on.
 	ip, bind string
-	work string
-	root string
+	work     string
+	root     string
 
 	mu          sync.Mutex
 	procs       map[string]*exec.Cmd

@@ -19,7 +19,7 @@ type Report struct {
 	// IssueErrors and Unreachable are requests nobody answered (see Run).
 	IssueErrors, Unreachable int
 	// ByKid counts the issued tokens per signing kid.
-	ByKid map[string]int
+	ByKid    map[string]int
 	Duration time.Duration
 	// Records are every answer, in the order they came.
 	Records []Presentation

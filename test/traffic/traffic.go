@@ -105,7 +105,7 @@ func (d Driver) Start(ctx context.Context) (*Run, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	r := &Run{d: d, cancel: cancel, sem: make(chan struct{}, d.Concurrency), started: time.Now(),
-		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}},
+		client:    &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}},
 		endpoints: newEndpointSet(d.Address)}
 	factory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0, informers.WithNamespace(d.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
