@@ -171,8 +171,12 @@ func printRotation(c *action.Config, a *action.Rotate, res action.RotateResult) 
 		ns = " -n " + a.Namespace
 	}
 	if res.Decision.Step == rotation.StepWaitTTL {
-		fmt.Fprintf(c.Out, "Waiting: v%d is active; v%d stays until every token signed with it has expired.\nFinish after %s (in %s) with:\n  helm%s rotate-key %s%s\n",
-			res.State.To, res.State.From, res.Decision.Until.UTC().Format(time.RFC3339), res.Waiting, ns, a.Release, a.SecretFlag())
+		local := ""
+		if a.Local {
+			local = " --local"
+		}
+		fmt.Fprintf(c.Out, "Waiting: v%d is active; v%d stays until every token signed with it has expired.\nFinish after %s (in %s) with:\n  helm%s rotate-key %s%s%s\n",
+			res.State.To, res.State.From, res.Decision.Until.UTC().Format(time.RFC3339), res.Waiting, ns, a.Release, a.SecretFlag(), local)
 		return exitcode.Withf(exitcode.Waiting, "rotation %s waits for the token TTL until %s", res.State.RotationID, res.Decision.Until.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(c.Out, "%s\n", res.Decision.Reason)

@@ -116,7 +116,7 @@ func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		start := startRequested && !acted && (e.Request == "" || st.RotationID != e.Request)
+		start := startRequested && !acted && (e.Request == "" || !rotation.RequestStarted(secret.Annotations, st, e.Request))
 		d := rotation.Next(st, now, start, e.Force)
 		if acted && st.Phase == rotation.Idle {
 			d = rotation.Decision{Step: rotation.StepNothing, Reason: "rotation finished", Until: st.NextRotationDue}
@@ -125,7 +125,7 @@ func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
 			emergency, _ := rotation.Lookup(st.Phase, rotation.StepEmergency)
 			d = rotation.Decision{Step: emergency.Step, Reason: emergency.Reason(rotation.State{Emergency: e.Emergency})}
 		} else if startRequested && !acted && !start && st.Phase == rotation.Idle {
-			d = rotation.Decision{Step: rotation.StepNothing, Reason: fmt.Sprintf("rotation %s was requested and has already run (finished %s)", e.Request, st.FinishedAt.UTC().Format(time.RFC3339)), Until: st.NextRotationDue}
+			d = rotation.Decision{Step: rotation.StepNothing, Reason: fmt.Sprintf("rotation request %s has already started a rotation (a request starts one, ever; set a new rotate-key.rotation.request to rotate again)", e.Request), Until: st.NextRotationDue}
 		}
 		res := Result{State: st, Keyring: k, Decision: d}
 		if d.Step == rotation.StepNothing || d.Step == rotation.StepWaitTTL {

@@ -87,3 +87,46 @@ func TestStepOutsideTheJobIsLeftAlone(t *testing.T) {
 		t.Fatalf("the promote Job must not promote before the rollout: %v %+v", err, res.State)
 	}
 }
+
+// A request starts one rotation, ever: once another rotation (a run from a machine, the runbook's manual path) has
+// run since, the same request left in the release's values (`helm upgrade --reuse-values`) must not start another
+// one under the old id — nor must a helm rollback that brings an older request back.
+func TestRequestStartsOneRotationEver(t *testing.T) {
+	s := newSim(t, 13)
+	s.advance(2 * time.Second)
+	keysOf := func() string { return keyring.DataKeys(s.secretData()) }
+	finish := func(request string) {
+		st := upgrade(t, s, request)
+		s.advance(st.RetireAfter.Sub(s.now) + time.Second)
+		if done := upgrade(t, s, request); done.Phase != rotation.Idle {
+			t.Fatalf("rotation %s did not finish: %+v", request, done)
+		}
+	}
+	finish("2026q4")
+	// Another rotation since, from a machine (no request): the state's rotation id moves on.
+	local := &engine.Engine{
+		Cluster: &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}},
+		Config:  rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
+		Holder:  "laptop", Actor: "laptop", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
+		NewRotationID: func(time.Time) string { return "manual-1" }, Force: true,
+		LocalNow: func() time.Time { return s.now }, Sleep: func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
+	}
+	res, err := local.Run(context.Background(), true)
+	if err != nil || res.State.Phase != rotation.Waiting {
+		t.Fatalf("local rotation: %v %+v", err, res.State)
+	}
+	s.advance(res.State.RetireAfter.Sub(s.now) + time.Second)
+	local.Force = false
+	if res, err = local.Run(context.Background(), false); err != nil || res.State.Phase != rotation.Idle || keysOf() != "active,key.v3" {
+		t.Fatalf("local retirement: %v %+v %s", err, res.State, keysOf())
+	}
+	rv := s.mustSecret().ResourceVersion
+	if again := upgrade(t, s, "2026q4"); again.Phase != rotation.Idle || s.mustSecret().ResourceVersion != rv {
+		t.Fatalf("an upgrade that still carries request 2026q4 started a rotation again: %+v %s", again, keysOf())
+	}
+	finish("2027q1")
+	rv = s.mustSecret().ResourceVersion
+	if back := upgrade(t, s, "2026q4"); back.Phase != rotation.Idle || s.mustSecret().ResourceVersion != rv {
+		t.Fatalf("a rollback to the values of request 2026q4 started a rotation again: %+v %s", back, keysOf())
+	}
+}

@@ -16,6 +16,8 @@ type written struct {
 	data keyring.Change
 	next rotation.State
 	msg  string
+	// requests, when set, is the new value of rotation.AnnoRequests (a request started this rotation).
+	requests string
 }
 
 // perform computes the write of transition t from the state st at now: the only place that knows what each
@@ -40,6 +42,9 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 			return w, err
 		}
 		w.data = c
+		if emergency == "" && e.Request != "" {
+			w.requests = rotation.RecordRequest(secret.Annotations, e.Request)
+		}
 		next = rotation.State{RotationID: id, From: k.Active, To: v, StartedAt: now, Actor: e.Actor, NextRotationDue: st.NextRotationDue, Emergency: emergency}
 		w.msg = fmt.Sprintf("added %s; active stays %s (rotation %s)", keyring.Kid(v), keyring.Kid(k.Active), id)
 		if emergency != "" {
@@ -161,6 +166,9 @@ func (e *Engine) write(ctx context.Context, secret *corev1.Secret, w written, re
 		return err
 	}
 	updated.Annotations = w.next.ApplyAnnotations(secret.Annotations)
+	if w.requests != "" {
+		updated.Annotations[rotation.AnnoRequests] = w.requests
+	}
 	if w.next.Phase == rotation.Idle || rotation.Waits(w.next.Phase) { // the run stops here: the lease goes with the same write
 		delete(updated.Annotations, rotation.AnnoLease)
 		e.lease = nil

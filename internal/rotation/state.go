@@ -212,3 +212,35 @@ func parseKid(s string) (int, bool) {
 	n, err := strconv.Atoi(s[1:])
 	return n, err == nil && n > 0 && strconv.Itoa(n) == s[1:]
 }
+
+// AnnoRequests lists the rotation requests (the chart value rotation.request) that have started a rotation, newest
+// last, space-separated. It is not part of State: no transition rewrites it, and a manual rotation leaves it
+// alone. A request starts one rotation, ever, even when other rotations ran since or a rollback brings an older
+// request back into the release's values.
+const AnnoRequests = Prefix + "requests-started"
+
+// maxRequestsKept bounds AnnoRequests (ids are at most 63 characters).
+const maxRequestsKept = 10
+
+// RequestStarted reports whether request has already started a rotation: it is the rotation in the state or one
+// of the requests recorded.
+func RequestStarted(annotations map[string]string, s State, request string) bool {
+	if request == s.RotationID {
+		return true
+	}
+	for _, r := range strings.Fields(annotations[AnnoRequests]) {
+		if r == request {
+			return true
+		}
+	}
+	return false
+}
+
+// RecordRequest returns the AnnoRequests value with request added (the oldest dropped past the bound).
+func RecordRequest(annotations map[string]string, request string) string {
+	list := append(strings.Fields(annotations[AnnoRequests]), request)
+	if len(list) > maxRequestsKept {
+		list = list[len(list)-maxRequestsKept:]
+	}
+	return strings.Join(list, " ")
+}

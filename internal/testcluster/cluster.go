@@ -133,6 +133,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	c.Config = admin.Config()
+	// Every test of a run shares this identity (and the runner plays a kubelet for dozens of pods with it):
+	// client-go's default 5 requests/s would throttle them into timeouts.
+	c.Config.QPS, c.Config.Burst = 200, 400
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		return nil, err
 	}

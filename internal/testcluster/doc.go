@@ -34,6 +34,39 @@
 //     FallbackToLogsOnError would). The full output is kept in memory: Cluster.PodLogs.
 //   - a pod deleted while bound to the runner is removed at once (grace period 0), as a kubelet would confirm it.
 //
-// Containers do not run concurrently within a pod; image, resources, probes, volumes and security contexts are
+// Containers of a Job's pod do not run concurrently; image, resources, probes, volumes and security contexts are
 // accepted but not enforced (Pod Security Admission still checks them at the API server).
+//
+// # Long-running pods (restartPolicy Always: a Deployment's, a StatefulSet's)
+//
+// The runner serves them the way a kubelet would, within these limits (the token app, test/tokenapp, runs this way
+// for the traffic tests):
+//
+//   - each pod gets an IP of its own, 10.42.a.b, in its status (and in status.podIP for the downward API); its
+//     processes must bind to RUNNER_BIND_IP, the loopback address 127.42.a.b, because the runner has no network
+//     namespaces and the API server refuses loopback addresses in EndpointSlices. LocalAddress maps one to the
+//     other, as a cluster's pod network routes a pod IP; the EndpointSlice controller publishes the pod IPs of
+//     ready pods as for any pod.
+//   - init containers run first, one after another; then every container runs at once, and is started again 1 s
+//     after it exits (restartCount counts it) until the pod is deleted. A kubelet's back-off is not modelled.
+//   - env and envFrom are resolved from the Secrets and ConfigMaps as they are when the container starts, never
+//     again (as with a kubelet).
+//   - Secret volumes are projected into a folder of the pod, with the kubelet's atomic layout (a "..data" link
+//     swapped in one rename), and the container finds each volumeMount's path under RUNNER_ROOT (no mount
+//     namespaces: a program written for the runner joins its paths to RUNNER_ROOT, empty in a real container).
+//     A pod whose Secret is missing waits in ContainerCreating until it exists, as with a kubelet. When a mounted
+//     Secret changes, each pod's files are rewritten after a delay drawn from Options.VolumeRefresh (default 2–8 s;
+//     a kubelet refreshes on its next periodic sync: syncFrequency 1 m with the pod worker's resync jittered by
+//     0.5, so 0–90 s after the change with the default Watch strategy). Items are honoured; subPath mounts are
+//     refreshed too (a kubelet would not); ConfigMap, projected, emptyDir and other volumes are not provided.
+//   - readiness: an httpGet or tcpSocket readinessProbe is run against the pod's bind address on its period
+//     (periodSeconds, timeoutSeconds, success/failure thresholds, initialDelaySeconds); exec and gRPC probes and
+//     liveness/startup probes are not run (the container counts as ready). Without a readiness probe a container
+//     is ready once started. PodReady and ContainersReady follow.
+//   - deletion: SIGTERM to every container's process group, SIGKILL once the pod's deletion grace period is over
+//     (terminationGracePeriodSeconds, default 30 s), then the deletion is confirmed (grace 0), as a kubelet
+//     confirms it. preStop hooks are not run. Meanwhile the EndpointSlice controller marks the endpoint
+//     terminating, so clients stop picking it.
+//   - nothing is isolated: no cgroups (resources are not enforced), no user namespaces (runAsUser is not
+//     applied), no image (the command's first word names a program, as for Job pods).
 package testcluster

@@ -16,8 +16,11 @@ const TokenAppPort = 8080
 // TokenAppValues are the helm flags that make the example chart's jobs-manager a signing token app and its
 // requests-proxy a verifying one (test/tokenapp), both placed on the runner node so that they really run.
 // signerKeys and verifierKeys choose each one's key delivery: "env" (envFrom, read at start) or "volume" (the
-// Secret volume's files, re-read when the runner refreshes them).
-func TokenAppValues(signerKeys, verifierKeys string) []string {
+// Secret volume's files, re-read when the runner refreshes them). env is added to both containers' environment
+// (a chart without TOKEN_TTL_SECONDS gets it this way). The same values fit the runbook's plain fixture chart,
+// which reads command, args, env, port, readinessProbe, nodeSelector and tolerations too (and always mounts the
+// keys as a volume).
+func TokenAppValues(signerKeys, verifierKeys string, env ...corev1.EnvVar) []string {
 	var out []string
 	for _, app := range []struct{ key, name, role, keys string }{
 		{"jobsManager", "jobs-manager", "signer", signerKeys},
@@ -35,7 +38,7 @@ func TokenAppValues(signerKeys, verifierKeys string) []string {
 		set("keyDelivery", app.keys)
 		set("command", []string{"tokenapp"})
 		set("args", []string{"--role=" + app.role, source})
-		set("env", []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}})
+		set("env", append([]corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}, env...))
 		set("port", TokenAppPort)
 		set("readinessProbe", map[string]any{"httpGet": map[string]any{"path": "/readyz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1})
 		set("nodeSelector", selector)
@@ -44,17 +47,17 @@ func TokenAppValues(signerKeys, verifierKeys string) []string {
 	return out
 }
 
-// ExposeSigner creates a Service named name in front of the pods that match selector on the token app's port:
-// the example chart gives its signer no Service (nothing outside calls the jobs-manager), the traffic driver needs
-// one to find the signer's ready endpoints.
-func (c *Cluster) ExposeSigner(ctx context.Context, namespace, name string, selector map[string]string) error {
+// Expose creates a Service named name in front of the pods that match selector on the token app's port: the
+// traffic driver finds ready endpoints through it (the example chart gives its signer no Service: nothing outside
+// calls the jobs-manager; the plain fixture chart has none at all).
+func (c *Cluster) Expose(ctx context.Context, namespace, name string, selector map[string]string) error {
 	_, err := c.Client.CoreV1().Services(namespace).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.ServiceSpec{Selector: selector, Ports: []corev1.ServicePort{{
 			Name: "http", Port: 80, TargetPort: intstr.FromInt32(TokenAppPort)}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return fmt.Errorf("testcluster: Service %s/%s for the signer: %w", namespace, name, err)
+		return fmt.Errorf("testcluster: Service %s/%s for the token app: %w", namespace, name, err)
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func (r *runner) mountVolumes(ctx context.Context, s *servicePod) error {
 			}
 			link := filepath.Join(s.root, filepath.Clean("/"+m.MountPath))
 			if m.SubPath != "" {
-				target = filepath.Join(target, m.SubPath) // a subPath mount is never refreshed by a kubelet: neither here
+				target = filepath.Join(target, m.SubPath) // refreshed with the volume (a kubelet would not): see the contract
 			}
 			if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
 				return err
@@ -174,8 +174,7 @@ func (r *runner) secretChanged(ctx context.Context, secret *corev1.Secret) {
 	}
 }
 
-// refreshVolumes rewrites a pod's Secret volumes from the Secrets as they are now (subPath mounts excepted: a
-// kubelet never refreshes those either, and they point into the old folder).
+// refreshVolumes rewrites a pod's Secret volumes from the Secrets as they are now.
 func (r *runner) refreshVolumes(ctx context.Context, s *servicePod) error {
 	for _, v := range s.pod.Spec.Volumes {
 		if v.Secret == nil {

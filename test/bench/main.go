@@ -55,6 +55,7 @@ var clusterStages = []clusterStage{
 	{"helm upgrade with and without the guard", upgrades},
 	{"status --all-namespaces", fleet},
 	{"rotation overhead", rotationOverhead},
+	{"token traffic during a rotation", trafficDuringRotation},
 	{"API request budgets", apiBudgets},
 }
 

@@ -156,9 +156,17 @@ func fullRotation(t *testing.T, major int, hooks bool) {
 	defer cancel()
 	h := newHelm(t, major)
 	ns := namespace(t, fmt.Sprintf("rotate-h%d", major), nil)
-	if out, err := installExample(ctx, h, ns, "app", "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"); err != nil {
+	// Real token traffic throughout, with each key delivery on each side across the four runs.
+	signerKeys, verifierKeys := "env", "volume"
+	if major == 4 {
+		signerKeys, verifierKeys = "volume", "env"
+	}
+	install := append([]string{"--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"}, testcluster.TokenAppValues(signerKeys, verifierKeys)...)
+	if out, err := installExample(ctx, h, ns, "app", install...); err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
+	signer, verifier := exampleApps("app")
+	traffic := startTraffic(ctx, t, ns, signer, verifier)
 	runArgs := []string{"-n", ns, "rotate-key", "app", "--yes"}
 	if !hooks {
 		runArgs = append(runArgs, "--local")
@@ -300,6 +308,7 @@ func fullRotation(t *testing.T, major int, hooks bool) {
 		t.Logf("helm history: %q", descriptions)
 	}
 	assertNoKeyMaterial(t, rec, outputs)
+	assertNoTokenRejected(t, fmt.Sprintf("helm%d %s signer:%s verifier:%s", major, map[bool]string{false: "local", true: "hooks"}[hooks], signerKeys, verifierKeys), traffic.Stop(), "v1", "v2")
 	t.Logf("helm%d (hooks %v): rotation v1 -> v2 done; secret events add@%d promote@%d retire@%d; %d pods restarted per rollout; events %v", major, hooks, added, promoted, retired, second, reasons)
 }
 

@@ -87,18 +87,20 @@ type runbookPassSpec struct {
 	layout string // a, b or c
 	helm   int
 	run    func(t *testing.T, p *runbookPass)
+	// tokenApp runs the layout's applications as the token app on the runner node, for real traffic.
+	tokenApp bool
 }
 
 func runbookPasses() []runbookPassSpec {
 	return []runbookPassSpec{
-		{"part-a-helm3", "a", 3, partA},
-		{"part-a-helm4", "a", 4, partA},
-		{"part-b-example", "a+cronjob", 3, partBFollowed},
-		{"part-b-plain-chart", "b", 4, partBFollowed},
-		{"single-key", "c", 3, singleKey},
-		{"out-of-order-abort-emergency", "a", 4, outOfOrder},
-		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths},
-		{"emergency-plugin", "b", 3, emergencyPlugin},
+		{"part-a-helm3", "a", 3, partA, false},
+		{"part-a-helm4", "a", 4, partA, false},
+		{"part-b-example", "a+cronjob", 3, partBFollowed, true},
+		{"part-b-plain-chart", "b", 4, partBFollowed, true},
+		{"single-key", "c", 3, singleKey, false},
+		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false},
+		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false},
+		{"emergency-plugin", "b", 3, emergencyPlugin, false},
 	}
 }
 
@@ -113,6 +115,8 @@ type runbookPass struct {
 	style   string // "key." or ""
 	cron    bool   // the chart's rotation CronJob is installed
 	steps   []testcluster.Step
+	// signer and verifier select the applications' pods (for the traffic driver).
+	signer, verifier map[string]string
 }
 
 func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec) *runbookPass {
@@ -123,10 +127,20 @@ func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec)
 	switch spec.layout {
 	case "a", "a+cronjob":
 		p.secret, p.style, p.cron = p.release+"-requests-proxy-admin", "key.", spec.layout == "a+cronjob"
-		out, err = installExample(ctx, p.h, p.ns, p.release, "--set", "tokenTtlSeconds=60", "--set", fmt.Sprintf("rotate-key.schedule.enabled=%v", spec.layout == "a+cronjob"), "--wait", "--timeout", "2m")
+		p.signer, p.verifier = exampleApps(p.release)
+		args := []string{"--set", "tokenTtlSeconds=60", "--set", fmt.Sprintf("rotate-key.schedule.enabled=%v", spec.layout == "a+cronjob"), "--wait", "--timeout", "2m"}
+		if spec.tokenApp { // both read their keys from env at start: only the restarts the runbook orders make them see a change
+			args = append(args, testcluster.TokenAppValues("env", "env")...)
+		}
+		out, err = installExample(ctx, p.h, p.ns, p.release, args...)
 	case "b":
 		p.secret = p.release + "-requests-proxy-keys"
-		out, err = p.h.Run(ctx, "-n", p.ns, "install", p.release, runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--wait", "--timeout", "2m")
+		p.signer, p.verifier = map[string]string{"app": p.release + "-jobs-manager"}, map[string]string{"app": p.release + "-requests-proxy"}
+		args := []string{"-n", p.ns, "install", p.release, runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--wait", "--timeout", "2m"}
+		if spec.tokenApp { // the fixture mounts the keys as a volume, for both
+			args = append(args, testcluster.TokenAppValues("volume", "volume", corev1.EnvVar{Name: "TOKEN_TTL_SECONDS", Value: "60"})...)
+		}
+		out, err = p.h.Run(ctx, args...)
 	case "c":
 		p.secret = p.release + "-requests-proxy-admin"
 		out, err = p.h.Run(ctx, "-n", p.ns, "install", p.release, runbookChart("runbook-single-key"), "--wait", "--timeout", "2m")
@@ -323,10 +337,12 @@ func partBFollowed(t *testing.T, p *runbookPass) {
 	if p.style == "" {
 		admin = otherSecretDigest(t, p.ns, p.release+"-requests-proxy-admin")
 	}
+	traffic := startTraffic(context.Background(), t, p.ns, p.signer, p.verifier)
 	p.preparation(t)
 	p.follow(t, "B1")
 	st := p.expectKeyring(t, "active,"+p.style+"v2", 2, rotation.Idle)
 	p.pasteID(t, "B6", 0)
+	assertNoTokenRejected(t, "runbook part B, layout "+p.style+"vN", traffic.Stop(), "v1", "v2")
 	if p.cron {
 		p.cronJobsRunning(t)
 	}
@@ -527,4 +543,27 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
 	p.pasteID(t, "EMERGENCY-A", 0) // the same command pasted again: nothing more happens
 	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
+
+	// The forbidden helm rollback on Helm 3 (a chart without the library): an upgrade renders v3, a rollback to the
+	// install's revision then deletes v3 and makes v1 active again — and Helm reports success. Where am I? must lead
+	// with the lost key and send the operator to roll forward, not to a new rotation; B1 refuses meanwhile.
+	ctx := context.Background()
+	if out, err := p.h.Run(ctx, "-n", p.ns, "upgrade", p.release, runbookChart("runbook-plain"), "--reuse-values"); err != nil {
+		t.Fatalf("upgrade: %v\n%s", err, out)
+	}
+	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "1"); err != nil {
+		t.Fatalf("Helm 3 rollback: %v\n%s", err, out)
+	}
+	where := p.pasteID(t, "WHERE", 0)
+	if !strings.Contains(where, "WARNING: v3, active since rotation") || !strings.Contains(where, "is GONE") || !strings.Contains(where, "next:    put v3 back first") {
+		t.Fatalf("Where am I? after a rollback that removed the active key must lead with it:\n%s", where)
+	}
+	p.refused(t, "B1", "a rotation while the active key is lost")
+	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "2"); err != nil {
+		t.Fatalf("roll forward: %v\n%s", err, out)
+	}
+	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "WARNING") {
+		t.Fatalf("after rolling forward the keyring is whole again:\n%s", where)
+	}
 }

@@ -1,0 +1,301 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+
+	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
+	"github.com/tracebloc/helm-rotate-key/test/traffic"
+)
+
+// minVerifiedTokens is how many distinct tokens a rotation run must have verified for its "none rejected" to
+// mean something.
+const minVerifiedTokens = 5000
+
+// trafficDriver is the traffic every rotation test measures with: 60 s tokens issued at a steady rate, each
+// presented every 15 s until it expires and once after (2 s skew, as the token app's verifiers allow).
+func trafficDriver(ns string) traffic.Driver {
+	return traffic.Driver{Client: cluster.Client, Namespace: ns, Signer: "traffic-signer", Verifier: "traffic-verifier",
+		Rate: 40, PresentEvery: 15 * time.Second, Skew: 2 * time.Second, Address: testcluster.LocalAddress}
+}
+
+// exampleApps selects the example chart's signer and verifier pods of a release.
+func exampleApps(release string) (signer, verifier map[string]string) {
+	return map[string]string{"app.kubernetes.io/instance": release, "app.kubernetes.io/name": "jobs-manager"},
+		map[string]string{"app.kubernetes.io/instance": release, "app.kubernetes.io/name": "requests-proxy"}
+}
+
+// startTraffic puts a Service in front of the signer and one in front of the verifier pods and starts the driver;
+// the caller stops it (Stop follows the last tokens to their expiry).
+func startTraffic(ctx context.Context, t *testing.T, ns string, signer, verifier map[string]string) *traffic.Run {
+	t.Helper()
+	for name, selector := range map[string]map[string]string{"traffic-signer": signer, "traffic-verifier": verifier} {
+		if err := cluster.Expose(ctx, ns, name, selector); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run, err := trafficDriver(ns).Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return run
+}
+
+// assertNoTokenRejected is the promise: over enough tokens, signed with every version the run went through, no
+// unexpired token was refused and no expired one accepted.
+func assertNoTokenRejected(t *testing.T, name string, rep traffic.Report, kids ...string) {
+	t.Helper()
+	t.Logf("traffic %s: %s", name, rep)
+	if rep.RejectedUnexpired != 0 || rep.AcceptedExpired != 0 {
+		t.Errorf("traffic %s: %d unexpired tokens rejected, %d expired accepted; first rejections:\n%s", name, rep.RejectedUnexpired, rep.AcceptedExpired, rep.Rejections(10))
+	}
+	if rep.VerifiedTokens < minVerifiedTokens {
+		t.Errorf("traffic %s: only %d tokens verified, want at least %d", name, rep.VerifiedTokens, minVerifiedTokens)
+	}
+	if rep.ExpiredRejected < rep.VerifiedTokens*9/10 {
+		t.Errorf("traffic %s: only %d of %d tokens were presented (and refused) after their expiry", name, rep.ExpiredRejected, rep.VerifiedTokens)
+	}
+	for _, kid := range kids {
+		if rep.ByKid[kid] == 0 {
+			t.Errorf("traffic %s: no token signed with %s was verified", name, kid)
+		}
+	}
+}
+
+// trafficRelease installs the example chart as release "app" with the token app running both sides, and starts
+// the traffic. extra are further install flags.
+func trafficRelease(ctx context.Context, t *testing.T, h *testcluster.Helm, ns, signerKeys, verifierKeys string, extra ...string) *traffic.Run {
+	t.Helper()
+	args := append(append([]string{"--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"}, testcluster.TokenAppValues(signerKeys, verifierKeys)...), extra...)
+	if out, err := installExample(ctx, h, ns, "app", args...); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	signer, verifier := exampleApps("app")
+	return startTraffic(ctx, t, ns, signer, verifier)
+}
+
+// kubectl runs the real kubectl against the cluster in ns: what a careless operator types.
+func kubectl(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(cluster.Tools.Kubectl, append([]string{"--kubeconfig", cluster.Kubeconfig, "-n", ns}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// restartAndWait restarts Deployments one after another, each until its rollout is complete.
+func restartAndWait(t *testing.T, ns string, deployments ...string) {
+	t.Helper()
+	for _, d := range deployments {
+		kubectl(t, ns, "rollout", "restart", "deployment/"+d)
+		kubectl(t, ns, "rollout", "status", "deployment/"+d, "--timeout=2m")
+	}
+}
+
+// patchKeyring merge-patches the example release's keyring Secret's data (a null value removes a key).
+func patchKeyring(t *testing.T, ns string, data map[string]any) {
+	t.Helper()
+	for k, v := range data {
+		if s, ok := v.(string); ok {
+			data[k] = base64.StdEncoding.EncodeToString([]byte(s))
+		}
+	}
+	patch, _ := json.Marshal(map[string]any{"data": data})
+	kubectl(t, ns, "patch", "secret", "app-requests-proxy-admin", "--type=merge", "-p", string(patch))
+}
+
+// TestTrafficCronJob rotates through the chart's CronJob (its Job created by hand, as the schedule would): the
+// first Job adds, rolls out, promotes and rolls out; the first Job after the TTL retires. Installed by each Helm.
+func TestTrafficCronJob(t *testing.T) {
+	t.Parallel()
+	for _, major := range helmMajors() {
+		t.Run(fmt.Sprintf("helm%d", major), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			h := newHelm(t, major)
+			ns := namespace(t, fmt.Sprintf("traffic-cron-h%d", major), nil)
+			run := trafficRelease(ctx, t, h, ns, "env", "volume", "--set", "rotate-key.schedule.enabled=true")
+			cron, err := cluster.Client.BatchV1().CronJobs(ns).Get(ctx, "app-rotate-key", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range []rotation.Phase{rotation.Waiting, rotation.Idle} {
+				job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-rotate-key-%d", i), Labels: cron.Spec.JobTemplate.Labels}, Spec: cron.Spec.JobTemplate.Spec}
+				if _, err := cluster.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				outcome, pod := waitJob(t, ns, job.Name)
+				keys, active, st := secretState(t, ns)
+				if outcome != "Complete" || st.Phase != want || active != "v2" {
+					t.Fatalf("CronJob's Job %d: %s; phase %s (want %s) keys %v active %s\n%s", i, outcome, st.Phase, want, keys, active, cluster.PodLogs(ns, pod.Name))
+				}
+				if want == rotation.Waiting {
+					time.Sleep(time.Until(st.RetireAfter) + time.Second)
+				}
+			}
+			assertNoTokenRejected(t, fmt.Sprintf("helm%d CronJob", major), run.Stop(), "v1", "v2")
+		})
+	}
+}
+
+// TestTrafficEmergencyAndAborts: an emergency rotation of a leaked key while the rotation waits for its TTL
+// (every token signed with a leaked version is refused once it finished; no token of the fresh key is), and both
+// aborts (before and after the promotion), which reject no unexpired token.
+func TestTrafficEmergencyAndAborts(t *testing.T) {
+	t.Parallel()
+	t.Run("emergency-in-waiting", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		h := newHelm(t, 4)
+		ns := namespace(t, "traffic-emergency", nil)
+		run := trafficRelease(ctx, t, h, ns, "env", "volume")
+		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); exitCode(err) != 3 {
+			t.Fatalf("rotation to Waiting: %v\n%s", err, out)
+		}
+		began := time.Now()
+		out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--emergency", "--reason", "test: v1 and v2 leaked", "--yes")
+		if err != nil {
+			t.Fatalf("emergency: %v\n%s", err, out)
+		}
+		finished := time.Now()
+		if keys, active, st := secretState(t, ns); fmt.Sprint(keys) != "[key.v3]" || active != "v3" || st.Phase != rotation.Idle {
+			t.Fatalf("after the emergency: keys %v active %s phase %s", keys, active, st.Phase)
+		}
+		rep := run.Stop()
+		t.Logf("traffic emergency: %s", rep)
+		leakedAccepted := rep.Where(func(p traffic.Presentation) bool { return p.Kid != "v3" && p.Accepted && p.At.After(finished) })
+		freshRejected := rep.Where(func(p traffic.Presentation) bool {
+			return p.Kid == "v3" && !p.Accepted && rep.Driver.Classify(p) == traffic.Unexpired
+		})
+		cost := rep.Where(func(p traffic.Presentation) bool {
+			return p.Kid != "v3" && !p.Accepted && rep.Driver.Classify(p) == traffic.Unexpired
+		})
+		lastLeaked := time.Time{}
+		for _, p := range rep.Where(func(p traffic.Presentation) bool { return p.Kid != "v3" && p.Accepted }) {
+			if p.At.After(lastLeaked) {
+				lastLeaked = p.At
+			}
+		}
+		t.Logf("emergency took %s; leaked-key presentations refused while unexpired (the cost): %d; last leaked acceptance %s after the emergency began",
+			finished.Sub(began).Round(time.Millisecond), len(cost), lastLeaked.Sub(began).Round(time.Millisecond))
+		if len(leakedAccepted) != 0 || len(freshRejected) != 0 || rep.ByKid["v3"] == 0 || rep.AcceptedExpired != 0 {
+			t.Fatalf("emergency: %d leaked-key tokens accepted after it finished, %d unexpired v3 tokens refused, %d v3 tokens verified", len(leakedAccepted), len(freshRejected), rep.ByKid["v3"])
+		}
+		if len(cost) == 0 {
+			t.Fatal("the emergency refused no live token of the leaked keys: was anything retired?")
+		}
+	})
+	t.Run("abort-before-promotion", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		h := newHelm(t, 3)
+		ns := namespace(t, "traffic-abort-early", nil)
+		run := trafficRelease(ctx, t, h, ns, "env", "env")
+		// A rollout timeout far shorter than the rollout stops the run after the add: the rotation is in KeyAdded.
+		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes", "--timeout", "1s"); err == nil {
+			t.Fatalf("a run with a 1 s rollout timeout finished:\n%s", out)
+		}
+		if _, _, st := secretState(t, ns); st.Phase != rotation.KeyAdded {
+			t.Fatalf("after the timed-out run: phase %s, want KeyAdded", st.Phase)
+		}
+		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "abort", "app", "--yes", "--local"); err != nil {
+			t.Fatalf("abort: %v\n%s", err, out)
+		}
+		if keys, active, _ := secretState(t, ns); fmt.Sprint(keys) != "[key.v1]" || active != "v1" {
+			t.Fatalf("after the abort: keys %v active %s", keys, active)
+		}
+		assertNoTokenRejected(t, "abort before the promotion", run.Stop(), "v1")
+	})
+	t.Run("abort-after-promotion", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		h := newHelm(t, 4)
+		ns := namespace(t, "traffic-abort-late", nil)
+		run := trafficRelease(ctx, t, h, ns, "env", "env")
+		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); exitCode(err) != 3 {
+			t.Fatalf("rotation to Waiting: %v\n%s", err, out)
+		}
+		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "abort", "app", "--yes", "--local"); exitCode(err) != 3 && err != nil {
+			t.Fatalf("abort: %v\n%s", err, out)
+		}
+		keys, active, st := secretState(t, ns)
+		if fmt.Sprint(keys) != "[key.v1 key.v2]" || active != "v1" {
+			t.Fatalf("after the abort: keys %v active %s phase %s", keys, active, st.Phase)
+		}
+		time.Sleep(time.Until(st.RetireAfter) + time.Second)
+		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); err != nil {
+			t.Fatalf("run after the aborted version's TTL: %v\n%s", err, out)
+		}
+		if keys, active, _ := secretState(t, ns); fmt.Sprint(keys) != "[key.v1]" || active != "v1" {
+			t.Fatalf("after retiring the aborted version: keys %v active %s", keys, active)
+		}
+		assertNoTokenRejected(t, "abort after the promotion", run.Stop(), "v1", "v2")
+	})
+}
+
+// TestTrafficControls are the careless operator's rotations the product exists to prevent, done by hand with
+// kubectl: each must reject live tokens, which proves the traffic can see a broken rotation.
+func TestTrafficControls(t *testing.T) {
+	t.Parallel()
+	controls := []struct {
+		name             string
+		signer, verifier string
+		do               func(t *testing.T, ns string)
+	}{
+		{"promote-before-rollout", "env", "env", func(t *testing.T, ns string) {
+			patchKeyring(t, ns, map[string]any{"key.v2": randomKey(), "active": "v2"})
+			restartAndWait(t, ns, "app-jobs-manager") // the signers sign with v2; the verifiers were not rolled yet
+			time.Sleep(5 * time.Second)
+			restartAndWait(t, ns, "app-requests-proxy")
+		}},
+		{"retire-before-ttl", "env", "env", func(t *testing.T, ns string) {
+			patchKeyring(t, ns, map[string]any{"key.v2": randomKey()})
+			restartAndWait(t, ns, "app-jobs-manager", "app-requests-proxy")
+			patchKeyring(t, ns, map[string]any{"active": "v2"})
+			restartAndWait(t, ns, "app-jobs-manager", "app-requests-proxy")
+			patchKeyring(t, ns, map[string]any{"key.v1": nil}) // v1-signed tokens live for 60 s more
+			restartAndWait(t, ns, "app-requests-proxy")
+		}},
+		{"skip-second-rollout", "env", "volume", func(t *testing.T, ns string) {
+			patchKeyring(t, ns, map[string]any{"key.v2": randomKey()})
+			restartAndWait(t, ns, "app-jobs-manager", "app-requests-proxy")
+			patchKeyring(t, ns, map[string]any{"active": "v2"}) // no restart: the env signers keep signing with v1
+			time.Sleep(63 * time.Second)                        // "the TTL has passed since the promotion"
+			patchKeyring(t, ns, map[string]any{"key.v1": nil})
+			restartAndWait(t, ns, "app-jobs-manager", "app-requests-proxy")
+		}},
+	}
+	for _, c := range controls {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			h := newHelm(t, 4)
+			ns := namespace(t, "traffic-control", nil)
+			run := trafficRelease(ctx, t, h, ns, c.signer, c.verifier)
+			c.do(t, ns)
+			rep := run.Stop()
+			t.Logf("control %s: %s", c.name, rep)
+			if rep.RejectedUnexpired == 0 {
+				t.Fatalf("control %s rejected no live token: the traffic cannot tell a broken rotation from a good one", c.name)
+			}
+			t.Logf("control %s: %d live tokens rejected, e.g.\n%s", c.name, rep.RejectedUnexpired, rep.Rejections(3))
+		})
+	}
+}
+
+// randomKey is a fresh key as an operator would make one (openssl rand -hex 32).
+func randomKey() string { return hex.EncodeToString(make32()) }
