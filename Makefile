@@ -80,8 +80,9 @@ fuzz: ## run every fuzz target FUZZTIME executions each (default 100000x; a coun
 bench: build tools $(KUSTOMIZE) ## benchmarks (offline, kustomize, cluster: online guard, helm upgrade, fleet, rotation); writes docs/benchmarks.md (not part of make test)
 	$(GO) run ./test/bench --binary $(BIN)/rotate-key --kustomize $(KUSTOMIZE) --out docs/benchmarks.md
 
+# Most e2e tests wait (token TTLs, rollouts, hook Jobs) far more than they compute: 4 at once keep 2 cores busy.
 e2e: tools ## tests against the cluster-in-a-box with the real Helm 3 and Helm 4 CLIs
-	$(GO) test -count=1 -timeout 25m ./test/e2e/... $(E2EFLAGS)
+	$(GO) test -count=1 -parallel 4 -timeout 35m ./test/e2e/... $(E2EFLAGS)
 
 test: ## everything CI runs: lint, unit tests, fuzz smoke, e2e (prints how long tools and tests took)
 	@t0=$$(date +%s); $(MAKE) --no-print-directory tools $(STATICCHECK); t1=$$(date +%s); \

@@ -43,6 +43,7 @@ type servicePod struct {
 	work     string
 	root     string
 
+	statusMu    sync.Mutex
 	mu          sync.Mutex
 	procs       map[string]*exec.Cmd
 	restarts    map[string]int32
@@ -271,6 +272,10 @@ func (r *runner) terminate(ctx context.Context, s *servicePod, pod *corev1.Pod) 
 // setServiceStatus writes a serving pod's status: Running with its IP, each container running and its readiness;
 // waiting (ContainerCreating) with the message while its volumes cannot be set up.
 func (r *runner) setServiceStatus(ctx context.Context, s *servicePod, waiting string) {
+	// One status write at a time, each computed under the lock: a write computed before a readiness change must
+	// not land after the write that reports it.
+	s.statusMu.Lock()
+	defer s.statusMu.Unlock()
 	s.mu.Lock()
 	statuses := make([]corev1.ContainerStatus, 0, len(s.pod.Spec.Containers))
 	allReady := waiting == ""

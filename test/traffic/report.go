@@ -12,8 +12,9 @@ type Report struct {
 	Driver Driver
 	// Issued tokens; VerifiedTokens of them got at least one verifier answer; Presentations answers in all.
 	Issued, VerifiedTokens, Presentations int
-	// RejectedUnexpired breaks the promise; AcceptedExpired breaks the verifier. Both must be 0 on a good path.
-	RejectedUnexpired, AcceptedExpired int
+	// RejectedUnexpired (answers) breaks the promise; AcceptedExpired breaks the verifier. Both must be 0 on a good
+	// path. RejectedTokens is how many distinct tokens had at least one unexpired refusal.
+	RejectedUnexpired, AcceptedExpired, RejectedTokens int
 	// ExpiredRejected counts expired tokens the verifiers refused (each token once, after its exp).
 	ExpiredRejected int
 	// IssueErrors and Unreachable are requests nobody answered (see Run).
@@ -30,7 +31,7 @@ func (r *Run) report() Report {
 	defer r.mu.Unlock()
 	rep := Report{Driver: r.d, Issued: r.issued, Presentations: len(r.records), IssueErrors: r.issueErrors, Unreachable: r.unreachable,
 		ByKid: map[string]int{}, Duration: r.stopped.Sub(r.started), Records: append([]Presentation(nil), r.records...)}
-	seen := map[string]bool{}
+	seen, rejected := map[string]bool{}, map[string]bool{}
 	for _, p := range r.records {
 		id := p.Issuer + "/" + p.ID
 		if !seen[id] {
@@ -42,6 +43,7 @@ func (r *Run) report() Report {
 		case Unexpired:
 			if !p.Accepted {
 				rep.RejectedUnexpired++
+				rejected[id] = true
 			}
 		case Expired:
 			if p.Accepted {
@@ -51,6 +53,7 @@ func (r *Run) report() Report {
 			}
 		}
 	}
+	rep.RejectedTokens = len(rejected)
 	return rep
 }
 
@@ -61,8 +64,8 @@ func (r Report) String() string {
 		kids = append(kids, fmt.Sprintf("%s:%d", k, n))
 	}
 	sort.Strings(kids)
-	return fmt.Sprintf("issued %d, verified %d tokens in %d presentations, rejected-unexpired %d, accepted-expired %d, expired-rejected %d, unanswered %d+%d, by kid [%s], %s (%.1f tokens/s)",
-		r.Issued, r.VerifiedTokens, r.Presentations, r.RejectedUnexpired, r.AcceptedExpired, r.ExpiredRejected, r.IssueErrors, r.Unreachable,
+	return fmt.Sprintf("issued %d, verified %d tokens in %d presentations, rejected-unexpired %d (%d tokens), accepted-expired %d, expired-rejected %d, unanswered %d+%d, by kid [%s], %s (%.1f tokens/s)",
+		r.Issued, r.VerifiedTokens, r.Presentations, r.RejectedUnexpired, r.RejectedTokens, r.AcceptedExpired, r.ExpiredRejected, r.IssueErrors, r.Unreachable,
 		strings.Join(kids, " "), r.Duration.Round(time.Second), float64(r.Issued)/r.Duration.Seconds())
 }
 

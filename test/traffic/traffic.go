@@ -216,11 +216,13 @@ func (r *Run) issue() (string, error) {
 	return "", lastErr
 }
 
+// present shows the token to a ready verifier, as a client with retries would: another endpoint when one does not
+// answer, for up to about 3 s; a token nobody answered counts as unanswered, never as accepted or refused.
 func (r *Run) present(tok string, c token.Claims, exp time.Time) {
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < 10; attempt++ {
 		ep, ok := r.endpoints.pick(r.d.Verifier)
 		if !ok {
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond)
 			continue
 		}
 		r.sem <- struct{}{}
@@ -229,6 +231,7 @@ func (r *Run) present(tok string, c token.Claims, exp time.Time) {
 		latency := time.Since(at)
 		<-r.sem
 		if err != nil {
+			time.Sleep(100 * time.Millisecond)
 			continue // the pod went away between the EndpointSlice and the request: as a client, try another
 		}
 		body, _ := io.ReadAll(resp.Body)
