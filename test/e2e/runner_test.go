@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -152,22 +151,13 @@ func TestDeploymentOnKwokRollsOut(t *testing.T) {
 	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	kubectl := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(cluster.Tools.Kubectl, append([]string{"--kubeconfig", cluster.Kubeconfig, "-n", ns}, args...)...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
-	kubectl("wait", "deployment/web", "--for=condition=Available", "--timeout=60s")
+	kubectl(t, ns, "wait", "deployment/web", "--for=condition=Available", "--timeout=60s")
 	old, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 	if err != nil || len(old.Items) != 3 {
 		t.Fatalf("pods before restart: %v %d", err, len(old.Items))
 	}
-	kubectl("rollout", "restart", "deployment/web")
-	out := kubectl("rollout", "status", "deployment/web", "--timeout=90s")
+	kubectl(t, ns, "rollout", "restart", "deployment/web")
+	out := kubectl(t, ns, "rollout", "status", "deployment/web", "--timeout=90s")
 	if !strings.Contains(out, "successfully rolled out") {
 		t.Fatalf("rollout status: %s", out)
 	}

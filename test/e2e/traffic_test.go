@@ -89,6 +89,22 @@ func trafficRelease(ctx context.Context, t *testing.T, h *testcluster.Helm, ns, 
 	return startTraffic(ctx, t, ns, signer, verifier)
 }
 
+// trafficSubtest starts a parallel subtest's release with traffic on Helm major; toWaiting first runs the plugin
+// through steps 1-4 (exit 3: waiting for the TTL).
+func trafficSubtest(t *testing.T, major int, prefix, signerKeys, verifierKeys string, toWaiting bool) (*testcluster.Helm, string, *traffic.Run) {
+	t.Helper()
+	t.Parallel()
+	h := newHelm(t, major)
+	ns := namespace(t, prefix, nil)
+	run := trafficRelease(context.Background(), t, h, ns, signerKeys, verifierKeys)
+	if toWaiting {
+		if out, err := h.Run(context.Background(), "-n", ns, "rotate-key", "app", "--local", "--yes"); exitCode(err) != 3 {
+			t.Fatalf("rotation to Waiting: %v\n%s", err, out)
+		}
+	}
+	return h, ns, run
+}
+
 // kubectl runs the real kubectl against the cluster in ns: what a careless operator types.
 func kubectl(t *testing.T, ns string, args ...string) string {
 	t.Helper()
@@ -163,14 +179,8 @@ func TestTrafficCronJob(t *testing.T) {
 func TestTrafficEmergencyAndAborts(t *testing.T) {
 	t.Parallel()
 	t.Run("emergency-in-waiting", func(t *testing.T) {
-		t.Parallel()
 		ctx := context.Background()
-		h := newHelm(t, 4)
-		ns := namespace(t, "traffic-emergency", nil)
-		run := trafficRelease(ctx, t, h, ns, "env", "volume")
-		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); exitCode(err) != 3 {
-			t.Fatalf("rotation to Waiting: %v\n%s", err, out)
-		}
+		h, ns, run := trafficSubtest(t, 4, "traffic-emergency", "env", "volume", true)
 		began := time.Now()
 		out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--emergency", "--reason", "test: v1 and v2 leaked", "--yes")
 		if err != nil {
@@ -205,11 +215,8 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		}
 	})
 	t.Run("abort-before-promotion", func(t *testing.T) {
-		t.Parallel()
 		ctx := context.Background()
-		h := newHelm(t, 3)
-		ns := namespace(t, "traffic-abort-early", nil)
-		run := trafficRelease(ctx, t, h, ns, "env", "env")
+		h, ns, run := trafficSubtest(t, 3, "traffic-abort-early", "env", "env", false)
 		began := time.Now()
 		// A rollout timeout far shorter than the rollout stops the run after the add: the rotation is in KeyAdded.
 		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes", "--timeout", "1s"); err == nil {
@@ -229,14 +236,8 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		assertNoTokenRejected(t, "abort before the promotion", run.Stop(), "v1")
 	})
 	t.Run("abort-after-promotion", func(t *testing.T) {
-		t.Parallel()
 		ctx := context.Background()
-		h := newHelm(t, 4)
-		ns := namespace(t, "traffic-abort-late", nil)
-		run := trafficRelease(ctx, t, h, ns, "env", "env")
-		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); exitCode(err) != 3 {
-			t.Fatalf("rotation to Waiting: %v\n%s", err, out)
-		}
+		h, ns, run := trafficSubtest(t, 4, "traffic-abort-late", "env", "env", true)
 		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "abort", "app", "--yes", "--local"); exitCode(err) != 3 && err != nil {
 			t.Fatalf("abort: %v\n%s", err, out)
 		}
@@ -289,11 +290,7 @@ func TestTrafficControls(t *testing.T) {
 	}
 	for _, c := range controls {
 		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			h := newHelm(t, 4)
-			ns := namespace(t, "traffic-control", nil)
-			run := trafficRelease(ctx, t, h, ns, c.signer, c.verifier)
+			_, ns, run := trafficSubtest(t, 4, "traffic-control", c.signer, c.verifier, false)
 			c.do(t, ns)
 			rep := run.Stop()
 			t.Logf("control %s: %s", c.name, rep)
