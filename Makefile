@@ -81,8 +81,10 @@ bench: build tools $(KUSTOMIZE) ## benchmarks (offline, kustomize, cluster: onli
 	$(GO) run ./test/bench --binary $(BIN)/rotate-key --kustomize $(KUSTOMIZE) --out docs/benchmarks.md
 
 # Most e2e tests wait (token TTLs, rollouts, hook Jobs) far more than they compute: 4 at once keep 2 cores busy.
+# Run in the package's folder (go test's local directory mode) so that the progress lines and every traffic run's
+# figures are printed as they come, not only when the package fails.
 e2e: tools ## tests against the cluster-in-a-box with the real Helm 3 and Helm 4 CLIs
-	$(GO) test -count=1 -parallel 4 -timeout 35m ./test/e2e/... $(E2EFLAGS)
+	cd test/e2e && $(GO) test -count=1 -parallel 4 -timeout 35m $(E2EFLAGS)
 
 test: ## everything CI runs: lint, unit tests, fuzz smoke, e2e (prints how long tools and tests took)
 	@t0=$$(date +%s); $(MAKE) --no-print-directory tools $(STATICCHECK); t1=$$(date +%s); \

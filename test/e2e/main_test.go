@@ -32,6 +32,9 @@ func runMain(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "e2e: cluster-in-a-box started in %s\n", time.Since(began).Round(time.Millisecond))
 	code := m.Run()
+	trafficMu.Lock()
+	fmt.Printf("e2e: %d traffic runs:\n  %s\n", len(trafficLines), strings.Join(trafficLines, "\n  "))
+	trafficMu.Unlock()
 	// No component may outlive the run: neither the processes the harness started nor envtest's etcd and
 	// kube-apiserver.
 	left := cluster.StopLeavingNothing()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,21 @@ import (
 // minVerifiedTokens is how many distinct tokens a rotation run must have verified for its "none rejected" to
 // mean something.
 const minVerifiedTokens = 5000
+
+// trafficLines are the one-line reports of every traffic run, printed as they finish and again at the end of the
+// run (TestMain), so that make test shows the figures of passing runs too.
+var (
+	trafficMu    sync.Mutex
+	trafficLines []string
+)
+
+func printTraffic(name string, rep traffic.Report) {
+	line := fmt.Sprintf("traffic %s: %s", name, rep)
+	fmt.Println(line)
+	trafficMu.Lock()
+	defer trafficMu.Unlock()
+	trafficLines = append(trafficLines, line)
+}
 
 // minTrafficSpan is how long a run issues tokens at least: at 40 tokens/s, enough for minVerifiedTokens.
 const minTrafficSpan = 135 * time.Second
@@ -60,7 +76,7 @@ func startTraffic(ctx context.Context, t *testing.T, ns string, signer, verifier
 // unexpired token was refused and no expired one accepted.
 func assertNoTokenRejected(t *testing.T, name string, rep traffic.Report, kids ...string) {
 	t.Helper()
-	t.Logf("traffic %s: %s", name, rep)
+	printTraffic(name, rep)
 	if rep.RejectedUnexpired != 0 || rep.AcceptedExpired != 0 {
 		t.Errorf("traffic %s: %d unexpired tokens rejected, %d expired accepted; first rejections:\n%s", name, rep.RejectedUnexpired, rep.AcceptedExpired, rep.Rejections(10))
 	}
@@ -191,7 +207,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 			t.Fatalf("after the emergency: keys %v active %s phase %s", keys, active, st.Phase)
 		}
 		rep := run.Stop()
-		t.Logf("traffic emergency: %s", rep)
+		printTraffic("emergency in Waiting (v1, v2 leaked)", rep)
 		leakedAccepted := rep.Where(func(p traffic.Presentation) bool { return p.Kid != "v3" && p.Accepted && p.At.After(finished) })
 		freshRejected := rep.Where(func(p traffic.Presentation) bool {
 			return p.Kid == "v3" && !p.Accepted && rep.Driver.Classify(p) == traffic.Unexpired
@@ -293,7 +309,7 @@ func TestTrafficControls(t *testing.T) {
 			_, ns, run := trafficSubtest(t, 4, "traffic-control", c.signer, c.verifier, false)
 			c.do(t, ns)
 			rep := run.Stop()
-			t.Logf("control %s: %s", c.name, rep)
+			printTraffic("control "+c.name+" (must reject)", rep)
 			if rep.RejectedUnexpired == 0 {
 				t.Fatalf("control %s rejected no live token: the traffic cannot tell a broken rotation from a good one", c.name)
 			}
