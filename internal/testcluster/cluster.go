@@ -28,7 +28,8 @@ type Options struct {
 	// "rotate-key" → the binary it builds from this repository.
 	Executables map[string]string
 	// VolumeRefresh is the delay between a Secret's change and its volumes' files changing in the runner's
-	// serving pods (default 2–8 s: a kubelet's 0–90 s scaled down with the tests' 60 s token TTL).
+	// serving pods (default 0–90 s, a kubelet's with its default sync period: longer than the tests' 60 s token
+	// TTL, so a rotation that counted on the refresh instead of restarting pods would be caught).
 	VolumeRefresh VolumeRefresh
 	// Logf receives progress lines (default: discard).
 	Logf func(format string, args ...any)
@@ -179,7 +180,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		executables[k] = v
 	}
 	if opts.VolumeRefresh == (VolumeRefresh{}) {
-		opts.VolumeRefresh = VolumeRefresh{Min: 2 * time.Second, Max: 8 * time.Second}
+		opts.VolumeRefresh = VolumeRefresh{Min: 0, Max: 90 * time.Second}
 	}
 	c.runner = newRunner(c.Client, c.Config, executables, filepath.Join(dir, "runner"), opts.VolumeRefresh, logf)
 	if err := c.runner.registerNode(ctx); err != nil {

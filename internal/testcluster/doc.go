@@ -55,9 +55,9 @@
 //     swapped in one rename), and the container finds each volumeMount's path under RUNNER_ROOT (no mount
 //     namespaces: a program written for the runner joins its paths to RUNNER_ROOT, empty in a real container).
 //     A pod whose Secret is missing waits in ContainerCreating until it exists, as with a kubelet. When a mounted
-//     Secret changes, each pod's files are rewritten after a delay drawn from Options.VolumeRefresh (default 2–8 s;
-//     a kubelet refreshes on its next periodic sync: syncFrequency 1 m with the pod worker's resync jittered by
-//     0.5, so 0–90 s after the change with the default Watch strategy). Items are honoured; subPath mounts are
+//     Secret changes, each pod's files are rewritten after a delay drawn from Options.VolumeRefresh (default
+//     0–90 s, as a kubelet: it refreshes on its next periodic sync, syncFrequency 1 m with the pod worker's resync
+//     jittered by 0.5, with the default Watch strategy). Items are honoured; subPath mounts are
 //     refreshed too (a kubelet would not); ConfigMap, projected, emptyDir and other volumes are not provided.
 //   - readiness: an httpGet or tcpSocket readinessProbe is run against the pod's bind address on its period
 //     (periodSeconds, timeoutSeconds, success/failure thresholds, initialDelaySeconds); exec and gRPC probes and

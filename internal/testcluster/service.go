@@ -24,7 +24,7 @@ import (
 // VolumeRefresh is how long after a Secret changes the runner updates the files of the Secret volumes that mount
 // it, drawn per pod and per change between Min and Max. A kubelet does this on its pod's next periodic sync:
 // syncFrequency (default 1m) with the pod worker's resync jittered by a factor of 0.5, so 0–90 s with the default
-// Watch change-detection strategy. Tests scale it down with the token TTL.
+// Watch change-detection strategy — the default here too.
 type VolumeRefresh struct{ Min, Max time.Duration }
 
 func (v VolumeRefresh) draw() time.Duration {
@@ -44,6 +44,7 @@ type servicePod struct {
 	root     string
 
 	statusMu    sync.Mutex
+	volumeMu    sync.Mutex // one volume write at a time (the mount at start, the refreshes)
 	mu          sync.Mutex
 	procs       map[string]*exec.Cmd
 	restarts    map[string]int32

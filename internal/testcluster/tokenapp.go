@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,18 +14,30 @@ import (
 // TokenAppPort is the port both token app roles serve on (each pod on its own address).
 const TokenAppPort = 8080
 
-// TokenAppValues are the helm flags that make the example chart's jobs-manager a signing token app and its
-// requests-proxy a verifying one (test/tokenapp), both placed on the runner node so that they really run.
-// signerKeys and verifierKeys choose each one's key delivery: "env" (envFrom, read at start) or "volume" (the
-// Secret volume's files, re-read when the runner refreshes them). env is added to both containers' environment
-// (a chart without TOKEN_TTL_SECONDS gets it this way). The same values fit the runbook's plain fixture chart,
-// which reads command, args, env, port, readinessProbe, nodeSelector and tolerations too (and always mounts the
-// keys as a volume).
-func TokenAppValues(signerKeys, verifierKeys string, env ...corev1.EnvVar) []string {
+// TokenApp says how the example chart's applications run as the token app (test/tokenapp) on the runner node:
+// jobs-manager signs, requests-proxy verifies.
+type TokenApp struct {
+	// SignerKeys and VerifierKeys choose each one's key delivery: "env" (envFrom, read at start) or "volume" (the
+	// Secret volume's files, re-read when the runner refreshes them).
+	SignerKeys, VerifierKeys string
+	// SignerClockAhead makes the signer's clock run ahead of the verifier's (and the test's) by this much: its
+	// tokens expire that much later than the verifier expects, as with a real clock skew between machines.
+	SignerClockAhead time.Duration
+	// Env is added to both containers (a chart without TOKEN_TTL_SECONDS gets it this way).
+	Env []corev1.EnvVar
+}
+
+// Values are the helm flags that run the applications as a. The same values fit the runbook's plain fixture
+// chart, which reads command, args, env, port, readinessProbe, nodeSelector and tolerations too (and always mounts
+// the keys as a volume).
+func (a TokenApp) Values() []string {
 	var out []string
-	for _, app := range []struct{ key, name, role, keys string }{
-		{"jobsManager", "jobs-manager", "signer", signerKeys},
-		{"requestsProxy", "requests-proxy", "verifier", verifierKeys},
+	for _, app := range []struct {
+		key, name, role, keys string
+		extra                 []string
+	}{
+		{"jobsManager", "jobs-manager", "signer", a.SignerKeys, []string{"--clock-ahead=" + a.SignerClockAhead.String()}},
+		{"requestsProxy", "requests-proxy", "verifier", a.VerifierKeys, nil},
 	} {
 		source := "--keys=env"
 		if app.keys == "volume" {
@@ -37,8 +50,8 @@ func TokenAppValues(signerKeys, verifierKeys string, env ...corev1.EnvVar) []str
 		selector, tolerations := RunnerPlacement()
 		set("keyDelivery", app.keys)
 		set("command", []string{"tokenapp"})
-		set("args", []string{"--role=" + app.role, source})
-		set("env", append([]corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}, env...))
+		set("args", append([]string{"--role=" + app.role, source}, app.extra...))
+		set("env", append([]corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}, a.Env...))
 		set("port", TokenAppPort)
 		set("readinessProbe", map[string]any{"httpGet": map[string]any{"path": "/readyz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1})
 		set("nodeSelector", selector)

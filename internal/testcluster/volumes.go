@@ -17,6 +17,8 @@ import (
 // mountVolumes projects a serving pod's Secret volumes into its folder and links every container's mount path
 // under the pod's RUNNER_ROOT to them. Other volume kinds are left out (see the runner contract).
 func (r *runner) mountVolumes(ctx context.Context, s *servicePod) error {
+	s.volumeMu.Lock()
+	defer s.volumeMu.Unlock()
 	for _, v := range s.pod.Spec.Volumes {
 		if v.Secret == nil {
 			continue
@@ -176,6 +178,8 @@ func (r *runner) secretChanged(ctx context.Context, secret *corev1.Secret) {
 
 // refreshVolumes rewrites a pod's Secret volumes from the Secrets as they are now.
 func (r *runner) refreshVolumes(ctx context.Context, s *servicePod) error {
+	s.volumeMu.Lock()
+	defer s.volumeMu.Unlock()
 	for _, v := range s.pod.Spec.Volumes {
 		if v.Secret == nil {
 			continue

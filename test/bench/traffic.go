@@ -15,7 +15,7 @@ import (
 
 // trafficDuringRotation measures real token traffic through a full local rotation on Helm 4: the example chart's
 // signer and verifier run the token app on the runner node (signer keys from env, verifier keys from a Secret
-// volume), the traffic driver issues tokens at a fixed rate and presents each every 15 s until it expires. It
+// volume), the traffic driver issues tokens at a fixed rate and presents each every 15 s (and just before and after it expires). It
 // reports the tokens per second sustained, the promise (no unexpired token rejected) and the verifier's answer
 // time before the rotation and during each consumer rollout.
 func trafficDuringRotation(ctx context.Context, env *clusterEnv, r *report) error {
@@ -26,7 +26,7 @@ func trafficDuringRotation(ctx context.Context, env *clusterEnv, r *report) erro
 	}
 	chart := filepath.Join(env.cluster.Root, "charts", "example-app")
 	install := append(append([]string{"-n", ns, "install", "app", chart, "--set", fmt.Sprintf("tokenTtlSeconds=%d", rotationTTL), "--wait", "--timeout", "2m"},
-		testcluster.RunnerValues()...), testcluster.TokenAppValues("env", "volume")...)
+		testcluster.RunnerValues()...), testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "volume"}.Values()...)
 	if _, out, err := helmRun(ctx, h, install...); err != nil {
 		return fmt.Errorf("%w\n%s", err, tailString(out, 600))
 	}
@@ -72,7 +72,7 @@ func trafficDuringRotation(ctx context.Context, env *clusterEnv, r *report) erro
 	s.para("Real tokens through a full local rotation (Helm %d, tokenTtlSeconds=%d): the example chart's jobs-manager and requests-proxy run the token app (test/tokenapp) on the runner node, 2 replicas each; the signer reads its keys from env at start, the verifier from its Secret volume. The traffic driver (test/traffic) takes %g tokens/s from the signers' ready endpoints and presents each token to the verifiers' every %s until it expires and once after. Latency is the verifier's answer time seen by the driver (HTTP on loopback, keep-alive), over the presentations made in the window; \"added\" is the p99 in a rollout minus the p99 of the %s before the rotation.", h.Major, rotationTTL, driver.Rate, driver.PresentEvery, rotationStart.Sub(rep.Records[0].At).Round(time.Second))
 	s.command("helm install app charts/example-app -n $NS --set tokenTtlSeconds=%d --wait \\", rotationTTL)
 	s.command("  %s \\", testcluster.ShellWords(testcluster.RunnerValues()))
-	s.command("  %s", testcluster.ShellWords(testcluster.TokenAppValues("env", "volume")))
+	s.command("  %s", testcluster.ShellWords(testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "volume"}.Values()))
 	s.command("helm rotate-key app --yes --local -n $NS; sleep %d; helm rotate-key app --yes --local -n $NS", rotationTTL)
 	duringRotation := rep.Where(func(p traffic.Presentation) bool {
 		return !p.IssuedAt.Before(rotationStart.Truncate(time.Second)) && p.IssuedAt.Before(rotationEnd)
@@ -88,6 +88,9 @@ func trafficDuringRotation(ctx context.Context, env *clusterEnv, r *report) erro
 	s.row("unexpired tokens rejected", fmt.Sprint(rep.RejectedUnexpired))
 	s.row("expired tokens accepted", fmt.Sprint(rep.AcceptedExpired))
 	s.row("requests nobody answered", fmt.Sprintf("%d issue, %d verify", rep.IssueErrors, rep.Unreachable))
+	if rep.RejectedUnexpired > 0 {
+		s.note("Unexpired tokens rejected (first 10):\n\n```text\n%s```", rep.Rejections(10))
+	}
 	first := rep.Records[0].At
 	baseP50, baseP99 := rep.Latency(0.5, first, rotationStart), rep.Latency(0.99, first, rotationStart)
 	lat := r.section("Verifier latency during each rollout")

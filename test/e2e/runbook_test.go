@@ -130,7 +130,7 @@ func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec)
 		p.signer, p.verifier = exampleApps(p.release)
 		args := []string{"--set", "tokenTtlSeconds=60", "--set", fmt.Sprintf("rotate-key.schedule.enabled=%v", spec.layout == "a+cronjob"), "--wait", "--timeout", "2m"}
 		if spec.tokenApp { // both read their keys from env at start: only the restarts the runbook orders make them see a change
-			args = append(args, testcluster.TokenAppValues("env", "env")...)
+			args = append(args, testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "env"}.Values()...)
 		}
 		out, err = installExample(ctx, p.h, p.ns, p.release, args...)
 	case "b":
@@ -138,7 +138,7 @@ func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec)
 		p.signer, p.verifier = map[string]string{"app": p.release + "-jobs-manager"}, map[string]string{"app": p.release + "-requests-proxy"}
 		args := []string{"-n", p.ns, "install", p.release, runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--wait", "--timeout", "2m"}
 		if spec.tokenApp { // the fixture mounts the keys as a volume, for both
-			args = append(args, testcluster.TokenAppValues("volume", "volume", corev1.EnvVar{Name: "TOKEN_TTL_SECONDS", Value: "60"})...)
+			args = append(args, testcluster.TokenApp{SignerKeys: "volume", VerifierKeys: "volume", Env: []corev1.EnvVar{{Name: "TOKEN_TTL_SECONDS", Value: "60"}}}.Values()...)
 		}
 		out, err = p.h.Run(ctx, args...)
 	case "c":

@@ -35,6 +35,7 @@ type app struct {
 	name   string
 	ttl    time.Duration
 	skew   time.Duration
+	ahead  time.Duration
 	store  keyStore
 	issued atomic.Int64
 	serial atomic.Int64
@@ -53,17 +54,18 @@ func main() {
 	skew := flag.Duration("skew", 2*time.Second, "accept a token this long past its exp (verifier)")
 	reload := flag.Duration("reload-every", time.Second, "with --keys=dir: how often the files are checked for a change")
 	drain := flag.Duration("drain", 3*time.Second, "after SIGTERM, keep serving this long (not ready) before exiting")
+	ahead := flag.Duration("clock-ahead", 0, "the signer's clock runs this far ahead (a clock skew between machines): its tokens' iat and exp move with it")
 	flag.Parse()
-	if err := run(*role, *keys, *prefix, *listen, *ttlFlag, *skew, *reload, *drain); err != nil {
+	if err := run(*role, *keys, *prefix, *listen, *ttlFlag, *skew, *reload, *drain, *ahead); err != nil {
 		log.Fatalf("tokenapp: %v", err)
 	}
 }
 
-func run(role, keys, prefix, listen, ttlFlag string, skew, reload, drain time.Duration) error {
+func run(role, keys, prefix, listen, ttlFlag string, skew, reload, drain, ahead time.Duration) error {
 	if role != "signer" && role != "verifier" {
 		return fmt.Errorf("--role must be signer or verifier, not %q", role)
 	}
-	a := &app{role: role, name: os.Getenv("POD_NAME"), skew: skew, refused: map[error]*atomic.Int64{}}
+	a := &app{role: role, name: os.Getenv("POD_NAME"), skew: skew, ahead: ahead, refused: map[error]*atomic.Int64{}}
 	if a.name == "" {
 		a.name, _ = os.Hostname()
 	}
@@ -182,7 +184,7 @@ func (a *app) sign(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, fmt.Sprintf("active %q names no key", s.active), http.StatusServiceUnavailable)
 		return
 	}
-	now := time.Now()
+	now := time.Now().Add(a.ahead)
 	tok, err := token.Sign(key, token.Claims{Kid: s.active, IssuedAt: now.Unix(), Expires: now.Add(a.ttl).Unix(),
 		ID: strconv.FormatInt(a.serial.Add(1), 10), Issuer: a.name})
 	if err != nil {

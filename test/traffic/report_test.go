@@ -23,3 +23,22 @@ func TestReportClassifies(t *testing.T) {
 		t.Fatalf("report: %s", rep)
 	}
 }
+
+// No moment of a token's life is unwatched: presentations at most PresentEvery apart, one just before the margin
+// around exp, one after exp + skew + margin.
+func TestScheduleCoversTheWholeLife(t *testing.T) {
+	d := Driver{PresentEvery: 15 * time.Second, Skew: 2 * time.Second, Margin: 1500 * time.Millisecond}
+	issued := time.Unix(1000, 0)
+	exp := issued.Add(60 * time.Second)
+	for i := 0; i < 200; i++ {
+		s := d.schedule(issued, exp)
+		if !s[0].Equal(issued) || !s[len(s)-1].Equal(exp.Add(3500*time.Millisecond)) || !s[len(s)-2].Equal(exp.Add(-1750*time.Millisecond)) {
+			t.Fatalf("schedule %v", s)
+		}
+		for j := 1; j < len(s)-1; j++ {
+			if gap := s[j].Sub(s[j-1]); gap < 0 || gap > d.PresentEvery {
+				t.Fatalf("gap of %s in %v", gap, s)
+			}
+		}
+	}
+}

@@ -37,8 +37,8 @@ type Driver struct {
 	Signer, Verifier string
 	// Rate is how many tokens are issued per second.
 	Rate float64
-	// PresentEvery is how often a token is presented again until it expires (it is presented once at issue and
-	// once Skew+Margin after its exp).
+	// PresentEvery is how often a token is presented again until it expires (see schedule: also at issue, just
+	// before the margin around exp, and once Skew+Margin after it).
 	PresentEvery time.Duration
 	// Skew is the verifiers' tolerance past exp; Margin the driver's: an answer within Margin of exp (or of
 	// exp+Skew) is not classified, because exp is whole seconds and requests take time.
@@ -77,14 +77,16 @@ const (
 
 // Run is traffic in progress; Stop ends it and returns what was recorded.
 type Run struct {
-	d       Driver
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	client  *http.Client
-	sem     chan struct{}
-	mu      sync.Mutex
-	records []Presentation
-	issued  int
+	d         Driver
+	cancel    context.CancelFunc
+	stopWatch context.CancelFunc
+	factory   informers.SharedInformerFactory
+	wg        sync.WaitGroup
+	client    *http.Client
+	sem       chan struct{}
+	mu        sync.Mutex
+	records   []Presentation
+	issued    int
 	// issueErrors counts token requests no signer answered with a token; unreachable counts presentations no
 	// verifier answered (connection refused after every retry, or 5xx).
 	issueErrors, unreachable int
@@ -103,8 +105,10 @@ func (d Driver) Start(ctx context.Context) (*Run, error) {
 	if d.Margin == 0 {
 		d.Margin = 1500 * time.Millisecond
 	}
+	// The endpoints are watched until the last token's last presentation (Stop), issuing stops at once.
+	watchCtx, stopWatch := context.WithCancel(ctx)
 	ctx, cancel := context.WithCancel(ctx)
-	r := &Run{d: d, cancel: cancel, sem: make(chan struct{}, d.Concurrency), started: time.Now(),
+	r := &Run{d: d, cancel: cancel, stopWatch: stopWatch, sem: make(chan struct{}, d.Concurrency), started: time.Now(),
 		client:    &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}},
 		endpoints: newEndpointSet(d.Address)}
 	factory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0, informers.WithNamespace(d.Namespace),
@@ -117,15 +121,16 @@ func (d Driver) Start(ctx context.Context) (*Run, error) {
 		UpdateFunc: func(_, o any) { r.endpoints.update(o, false) },
 		DeleteFunc: func(o any) { r.endpoints.update(o, true) },
 	})
-	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+	factory.Start(watchCtx.Done())
+	if !cache.WaitForCacheSync(watchCtx.Done(), inf.HasSynced) {
 		cancel()
+		stopWatch()
 		return nil, fmt.Errorf("traffic: EndpointSlices of %s/%s not synced", d.Namespace, d.Signer)
 	}
+	r.factory = factory
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer factory.Shutdown()
 		r.issueLoop(ctx)
 	}()
 	return r, nil
@@ -139,6 +144,8 @@ func (r *Run) Stop() Report {
 	r.mu.Unlock()
 	r.cancel()
 	r.wg.Wait()
+	r.stopWatch()
+	r.factory.Shutdown()
 	return r.report()
 }
 
@@ -176,17 +183,25 @@ func (r *Run) follow(ctx context.Context) {
 		return
 	}
 	exp := time.Unix(c.Expires, 0)
-	last := exp.Add(r.d.Skew + r.d.Margin)
-	for next := time.Now(); ; next = next.Add(r.d.PresentEvery) {
-		if !next.Before(exp.Add(-r.d.Margin)) {
-			next = last
-		}
-		time.Sleep(time.Until(next))
+	for _, at := range r.d.schedule(time.Now(), exp) {
+		time.Sleep(time.Until(at))
 		r.present(tok, c, exp)
-		if next.Equal(last) {
-			return
-		}
 	}
+}
+
+// schedule is when a token issued at issued and expiring at exp is presented: at once; then every PresentEvery
+// from a random phase (so that no moment of a token's life is skipped by every token); just before the margin
+// closes, as late as the promise can be judged (exp − Margin − 250 ms); and once after exp + Skew + Margin.
+func (d Driver) schedule(issued, exp time.Time) []time.Time {
+	lastLive, expired := exp.Add(-d.Margin-250*time.Millisecond), exp.Add(d.Skew+d.Margin)
+	out := []time.Time{issued}
+	for at := issued.Add(time.Duration(rand.Int64N(int64(d.PresentEvery)))); at.Before(lastLive); at = at.Add(d.PresentEvery) {
+		out = append(out, at)
+	}
+	if lastLive.After(issued) {
+		out = append(out, lastLive)
+	}
+	return append(out, expired)
 }
 
 func (r *Run) issue() (string, error) {
@@ -236,14 +251,15 @@ func (r *Run) present(tok string, c token.Claims, exp time.Time) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnauthorized {
-			continue
-		}
+		// Any answer but 200 is a refusal the client sees (a 5xx too): it is recorded, never retried elsewhere.
 		reason, _, _ := strings.Cut(strings.TrimSpace(string(body)), ":")
 		p := Presentation{Kid: c.Kid, ID: c.ID, Issuer: c.Issuer, IssuedAt: time.Unix(c.IssuedAt, 0), Expires: exp, At: at,
 			Latency: latency, Pod: ep.pod, Accepted: resp.StatusCode == http.StatusOK}
 		if !p.Accepted {
 			p.Reason, _, _ = strings.Cut(reason, " ")
+			if resp.StatusCode != http.StatusUnauthorized {
+				p.Reason = fmt.Sprintf("status-%d", resp.StatusCode)
+			}
 		}
 		r.mu.Lock()
 		r.records = append(r.records, p)
