@@ -182,7 +182,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if opts.VolumeRefresh == (VolumeRefresh{}) {
 		opts.VolumeRefresh = VolumeRefresh{Min: 0, Max: 90 * time.Second}
 	}
-	c.runner = newRunner(c.Client, c.Config, executables, filepath.Join(dir, "runner"), opts.VolumeRefresh, logf)
+	podNet, err := claimPodNetwork()
+	if err != nil {
+		return nil, err
+	}
+	c.runner = newRunner(c.Client, c.Config, executables, filepath.Join(dir, "runner"), opts.VolumeRefresh, podNet, logf)
 	if err := c.runner.registerNode(ctx); err != nil {
 		return nil, err
 	}
@@ -254,6 +258,7 @@ func (c *Cluster) Stop() {
 	c.wg.Wait()
 	if c.runner != nil {
 		c.runner.stopAll()
+		c.runner.net.release()
 	}
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		c.procs[i].stop(10 * time.Second)

@@ -43,9 +43,9 @@
 // for the traffic tests):
 //
 //   - each pod gets an IP of its own, 10.42.a.b, in its status (and in status.podIP for the downward API); its
-//     processes must bind to RUNNER_BIND_IP, the loopback address 127.42.a.b, because the runner has no network
-//     namespaces and the API server refuses loopback addresses in EndpointSlices. LocalAddress maps one to the
-//     other, as a cluster's pod network routes a pod IP; the EndpointSlice controller publishes the pod IPs of
+//     processes must bind to RUNNER_BIND_IP, the loopback address 127.N.a.b (N is this cluster's own: two clusters
+//     on one machine never share addresses), because the runner has no network namespaces and the API server
+//     refuses loopback addresses in EndpointSlices. Cluster.LocalAddress maps one to the other, as a cluster's pod network routes a pod IP; the EndpointSlice controller publishes the pod IPs of
 //     ready pods as for any pod.
 //   - init containers run first, one after another; then every container runs at once, and is started again 1 s
 //     after it exits (restartCount counts it) until the pod is deleted. A kubelet's back-off is not modelled.

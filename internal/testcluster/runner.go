@@ -43,13 +43,14 @@ type runner struct {
 	running map[types.UID]*exec.Cmd
 	// services are the long-running pods being served (see service.go); nextIP numbers their addresses.
 	services map[types.UID]*servicePod
+	net      *podNetwork
 	nextIP   int
 	refresh  VolumeRefresh
 	wg       sync.WaitGroup
 }
 
-func newRunner(client kubernetes.Interface, config *rest.Config, executables map[string]string, dir string, refresh VolumeRefresh, logf func(string, ...any)) *runner {
-	return &runner{client: client, config: config, executables: executables, dir: dir, logf: logf, refresh: refresh,
+func newRunner(client kubernetes.Interface, config *rest.Config, executables map[string]string, dir string, refresh VolumeRefresh, net *podNetwork, logf func(string, ...any)) *runner {
+	return &runner{client: client, config: config, executables: executables, dir: dir, logf: logf, refresh: refresh, net: net,
 		started: map[types.UID]bool{}, logs: map[string]*bytes.Buffer{}, running: map[types.UID]*exec.Cmd{}, services: map[types.UID]*servicePod{}}
 }
 

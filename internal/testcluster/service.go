@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -337,24 +336,15 @@ func (r *runner) setServiceStatus(ctx context.Context, s *servicePod, waiting st
 	}
 }
 
-// allocateIP gives each serving pod its IP in 10.42.0.0/16 and the loopback address its processes bind to, the
-// same last two octets in 127.42.0.0/16 (see LocalAddress): the runner has no network namespaces, and the API
-// server refuses loopback addresses in EndpointSlices.
+// allocateIP gives each serving pod its IP in 10.42.0.0/16 and the loopback address its processes bind to (see
+// podNetwork): the runner has no network namespaces, and the API server refuses loopback addresses in
+// EndpointSlices.
 func (r *runner) allocateIP() (ip, bind string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.nextIP++
-	suffix := fmt.Sprintf("%d.%d", r.nextIP/250, r.nextIP%250+1)
-	return "10.42." + suffix, "127.42." + suffix
-}
-
-// LocalAddress is where a runner pod's IP is reached on this machine (10.42.a.b → 127.42.a.b), as kube-proxy's or
-// the CNI's routing would reach it in a real cluster; any other address is returned unchanged.
-func LocalAddress(podIP string) string {
-	if rest, ok := strings.CutPrefix(podIP, "10.42."); ok {
-		return "127.42." + rest
-	}
-	return podIP
+	ip = fmt.Sprintf("10.42.%d.%d", r.nextIP/250, r.nextIP%250+1)
+	return ip, r.net.local(ip)
 }
 
 func kubeconfigEnv(path string) []string {

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -34,8 +35,19 @@ func TestWriteAtomicallyUpdatesLikeTheKubelet(t *testing.T) {
 	}
 }
 
-func TestLocalAddress(t *testing.T) {
-	if LocalAddress("10.42.3.7") != "127.42.3.7" || LocalAddress("10.1.2.3") != "10.1.2.3" {
-		t.Fatal("LocalAddress maps only the runner's pod network")
+// Two clusters on one machine never share a pod network, and the network maps only its own pod IPs.
+func TestPodNetworksAreExclusive(t *testing.T) {
+	a, err := claimPodNetwork()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.release()
+	b, err := claimPodNetwork()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.release()
+	if a.octet == b.octet || a.local("10.42.3.7") != fmt.Sprintf("127.%d.3.7", a.octet) || a.local("10.1.2.3") != "10.1.2.3" {
+		t.Fatalf("networks 127.%d and 127.%d; 10.42.3.7 → %s", a.octet, b.octet, a.local("10.42.3.7"))
 	}
 }

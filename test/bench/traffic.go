@@ -43,7 +43,7 @@ func trafficDuringRotation(ctx context.Context, env *clusterEnv, r *report) erro
 		return err
 	}
 	driver := traffic.Driver{Client: env.cluster.Client, Namespace: ns, Signer: "traffic-signer", Verifier: "traffic-verifier",
-		Rate: 40, PresentEvery: 15 * time.Second, Skew: 2 * time.Second, Address: testcluster.LocalAddress}
+		Rate: 40, PresentEvery: 15 * time.Second, Skew: 2 * time.Second, Address: env.cluster.LocalAddress}
 	run, err := driver.Start(ctx)
 	if err != nil {
 		return err

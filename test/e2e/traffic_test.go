@@ -52,7 +52,7 @@ const minTrafficSpan = 135 * time.Second
 // allow; see traffic.Driver's schedule).
 func trafficDriver(ns string) traffic.Driver {
 	return traffic.Driver{Client: cluster.Client, Namespace: ns, Signer: "traffic-signer", Verifier: "traffic-verifier",
-		Rate: 40, PresentEvery: 15 * time.Second, Skew: 2 * time.Second, Address: testcluster.LocalAddress}
+		Rate: 40, PresentEvery: 15 * time.Second, Skew: 2 * time.Second, Address: cluster.LocalAddress}
 }
 
 // exampleApps selects the example chart's signer and verifier pods of a release.
