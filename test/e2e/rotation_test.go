@@ -99,6 +99,41 @@ func watchNamespace(ctx context.Context, t *testing.T, ns, secret string) *recor
 	return r
 }
 
+// catchUp waits until the pod watch has delivered what the API server shows now: every pod listed was seen added,
+// every pod seen and not deleted is still listed. A busy machine delivers watch events late, and the checks that
+// follow a command read the recorder the moment the command returns.
+func (r *recorder) catchUp(t *testing.T, ns string) {
+	t.Helper()
+	var missing string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		pods, err := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component!=rotate-key"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[types.UID]bool{}
+		for _, p := range pods.Items {
+			listed[p.UID] = true
+		}
+		r.mu.Lock()
+		missing = ""
+		for uid := range listed {
+			if p := r.pods[uid]; p == nil || p.added == 0 {
+				missing = "a listed pod not seen added"
+			}
+		}
+		for uid, p := range r.pods {
+			if p.deleted == 0 && !listed[uid] {
+				missing = "pod " + p.name + " deleted but not seen deleted"
+			}
+		}
+		r.mu.Unlock()
+		if missing == "" {
+			return
+		}
+	}
+	t.Fatalf("the pod watch did not catch up with the API server in 30 s: %s", missing)
+}
+
 // firstSecret returns the sequence number of the first Secret event matching f (0 if none).
 func (r *recorder) firstSecret(f func(secretSeen) bool) int {
 	r.mu.Lock()
@@ -197,6 +232,7 @@ func fullRotation(t *testing.T, major int, hooks bool) {
 	if exitCode(err) != 3 || !strings.Contains(out, "Finish after") {
 		t.Fatalf("first run: want exit 3 (waiting for the TTL), got %v\n%s", err, out)
 	}
+	rec.catchUp(t, ns)
 	added := rec.firstSecret(func(s secretSeen) bool { return has(s.keys, "key.v2") })
 	promoted := rec.firstSecret(func(s secretSeen) bool { return s.active == "v2" })
 	if added == 0 || promoted == 0 || promoted < added {
@@ -261,6 +297,7 @@ func fullRotation(t *testing.T, major int, hooks bool) {
 	if st["phase"] != "Idle" || fmt.Sprint(st["versions"]) != "[key.v2]" || st["active"] != "v2" || st["nextRotationDue"] == nil {
 		t.Fatalf("status after the rotation: %v", st)
 	}
+	rec.catchUp(t, ns)
 	retired := rec.firstSecret(func(s secretSeen) bool { return !has(s.keys, "key.v1") })
 	rec.mu.Lock()
 	third := 0

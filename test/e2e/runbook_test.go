@@ -566,4 +566,27 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "WARNING") {
 		t.Fatalf("after rolling forward the keyring is whole again:\n%s", where)
 	}
+	// Pods that started while v3 was gone hold the wrong keyring: RESTART replaces every consumer's pods.
+	before := consumerPods(t, p.ns)
+	if out := p.pasteID(t, "RESTART", 0); !strings.Contains(out, "every consumer restarted") {
+		t.Fatalf("RESTART:\n%s", out)
+	}
+	for name := range before {
+		waitGone(t, p.ns, name)
+	}
+	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
+}
+
+// consumerPods are the names of the pods in ns that are not rotate-key's own.
+func consumerPods(t *testing.T, ns string) map[string]bool {
+	t.Helper()
+	pods, err := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component!=rotate-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, p := range pods.Items {
+		out[p.Name] = true
+	}
+	return out
 }

@@ -88,14 +88,13 @@ func assertNoTokenRejected(t *testing.T, name string, rep traffic.Report, kids .
 	if rep.VerifiedTokens < minVerifiedTokens {
 		t.Errorf("traffic %s: only %d tokens verified, want at least %d", name, rep.VerifiedTokens, minVerifiedTokens)
 	}
-	// A token nobody verified is as good as refused: a verifier outage breaks the promise too.
-	if rep.Unreachable != 0 || rep.VerifiedTokens != rep.Issued {
-		t.Errorf("traffic %s: %d presentations no verifier answered; %d of %d issued tokens verified", name, rep.Unreachable, rep.VerifiedTokens, rep.Issued)
+	// A token nobody verified is as good as refused, and so is an attempt no signer or verifier answered: every
+	// such attempt is also recorded as a refusal (no-endpoint, no-answer), so an outage fails the run above.
+	if rep.Unreachable != 0 || rep.VerifiedTokens != rep.Issued || rep.IssueErrors != 0 {
+		t.Errorf("traffic %s: %d presentations no verifier answered, %d failed token requests; %d of %d issued tokens verified; first failures: %q",
+			name, rep.Unreachable, rep.IssueErrors, rep.VerifiedTokens, rep.Issued, rep.Failures)
 	}
-	if rep.IssueErrors*200 > rep.Issued {
-		t.Errorf("traffic %s: %d token requests no signer answered (more than 0.5%%)", name, rep.IssueErrors)
-	}
-	if rep.ExpiredRejected < rep.VerifiedTokens*9/10 {
+	if rep.ExpiredRejected != rep.VerifiedTokens {
 		t.Errorf("traffic %s: only %d of %d tokens were presented (and refused) after their expiry", name, rep.ExpiredRejected, rep.VerifiedTokens)
 	}
 	for _, kid := range kids {
@@ -306,6 +305,12 @@ func TestTrafficControls(t *testing.T) {
 			restartAndWait(t, ns, "app-jobs-manager", "app-requests-proxy")
 			patchKeyring(t, ns, map[string]any{"key.v1": nil}) // v1-signed tokens live for 60 s more
 			restartAndWait(t, ns, "app-requests-proxy")
+		}},
+		{"new-bytes-same-kid", "env", "env", func(t *testing.T, ns string) {
+			// The troubleshooting advice the runbook must never give: "regenerate the key". The verifiers keep
+			// the old bytes of v1 until they restart; the restarted signers sign with the new ones.
+			patchKeyring(t, ns, map[string]any{"key.v1": randomKey()})
+			restartAndWait(t, ns, "app-jobs-manager")
 		}},
 		{"skip-second-rollout", "env", "volume", func(t *testing.T, ns string) {
 			patchKeyring(t, ns, map[string]any{"key.v2": randomKey()})

@@ -31,15 +31,17 @@ import (
 )
 
 type app struct {
-	role   string
-	name   string
-	ttl    time.Duration
-	skew   time.Duration
-	ahead  time.Duration
-	store  keyStore
-	issued atomic.Int64
-	serial atomic.Int64
-	ok     atomic.Int64
+	role  string
+	name  string
+	ttl   time.Duration
+	skew  time.Duration
+	ahead time.Duration
+	// started makes token ids unique across restarts of the process in one pod.
+	started string
+	store   keyStore
+	issued  atomic.Int64
+	serial  atomic.Int64
+	ok      atomic.Int64
 	// refused counts 401s by reason.
 	refused  map[error]*atomic.Int64
 	draining atomic.Bool
@@ -53,7 +55,7 @@ func main() {
 	ttlFlag := flag.String("ttl", "$TOKEN_TTL_SECONDS", "token lifetime in seconds (signer)")
 	skew := flag.Duration("skew", 2*time.Second, "accept a token this long past its exp (verifier)")
 	reload := flag.Duration("reload-every", time.Second, "with --keys=dir: how often the files are checked for a change")
-	drain := flag.Duration("drain", 3*time.Second, "after SIGTERM, keep serving this long (not ready) before exiting")
+	drain := flag.Duration("drain", 5*time.Second, "after SIGTERM, keep serving this long (not ready) before exiting")
 	ahead := flag.Duration("clock-ahead", 0, "the signer's clock runs this far ahead (a clock skew between machines): its tokens' iat and exp move with it")
 	flag.Parse()
 	if err := run(*role, *keys, *prefix, *listen, *ttlFlag, *skew, *reload, *drain, *ahead); err != nil {
@@ -65,7 +67,8 @@ func run(role, keys, prefix, listen, ttlFlag string, skew, reload, drain, ahead 
 	if role != "signer" && role != "verifier" {
 		return fmt.Errorf("--role must be signer or verifier, not %q", role)
 	}
-	a := &app{role: role, name: os.Getenv("POD_NAME"), skew: skew, ahead: ahead, refused: map[error]*atomic.Int64{}}
+	a := &app{role: role, name: os.Getenv("POD_NAME"), skew: skew, ahead: ahead, refused: map[error]*atomic.Int64{},
+		started: strconv.FormatInt(time.Now().UnixNano(), 36)}
 	if a.name == "" {
 		a.name, _ = os.Hostname()
 	}
@@ -186,7 +189,7 @@ func (a *app) sign(w http.ResponseWriter, _ *http.Request) {
 	}
 	now := time.Now().Add(a.ahead)
 	tok, err := token.Sign(key, token.Claims{Kid: s.active, IssuedAt: now.Unix(), Expires: now.Add(a.ttl).Unix(),
-		ID: strconv.FormatInt(a.serial.Add(1), 10), Issuer: a.name})
+		ID: a.started + "-" + strconv.FormatInt(a.serial.Add(1), 10), Issuer: a.name})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

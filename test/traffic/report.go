@@ -15,10 +15,14 @@ type Report struct {
 	// RejectedUnexpired (answers) breaks the promise; AcceptedExpired breaks the verifier. Both must be 0 on a good
 	// path. RejectedTokens is how many distinct tokens had at least one unexpired refusal.
 	RejectedUnexpired, AcceptedExpired, RejectedTokens int
-	// ExpiredRejected counts expired tokens the verifiers refused (each token once, after its exp).
+	// ExpiredRejected counts the tokens (each once) that were refused when presented after their exp.
 	ExpiredRejected int
-	// IssueErrors and Unreachable are requests nobody answered (see Run).
+	// Ambiguous counts the answers given too close to exp to judge; Judged those that were judged while live.
+	Ambiguous, JudgedLive int
+	// IssueErrors counts attempts to get a token that got none; Unreachable presentations no attempt got answered;
+	// Failures are the first reasons.
 	IssueErrors, Unreachable int
+	Failures                 []string
 	// ByKid counts the issued tokens per signing kid.
 	ByKid    map[string]int
 	Duration time.Duration
@@ -30,17 +34,19 @@ func (r *Run) report() Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep := Report{Driver: r.d, Issued: r.issued, Presentations: len(r.records), IssueErrors: r.issueErrors, Unreachable: r.unreachable,
-		ByKid: map[string]int{}, Duration: r.stopped.Sub(r.started), Records: append([]Presentation(nil), r.records...)}
-	seen, rejected := map[string]bool{}, map[string]bool{}
+		Failures: append([]string(nil), r.failures...),
+		ByKid:    map[string]int{}, Duration: r.stopped.Sub(r.started), Records: append([]Presentation(nil), r.records...)}
+	seen, rejected, expiredRefused := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, p := range r.records {
 		id := p.Issuer + "/" + p.ID
-		if !seen[id] {
+		if !seen[id] && p.answered() {
 			seen[id] = true
 			rep.VerifiedTokens++
 			rep.ByKid[p.Kid]++
 		}
 		switch r.d.Classify(p) {
 		case Unexpired:
+			rep.JudgedLive++
 			if !p.Accepted {
 				rep.RejectedUnexpired++
 				rejected[id] = true
@@ -48,14 +54,19 @@ func (r *Run) report() Report {
 		case Expired:
 			if p.Accepted {
 				rep.AcceptedExpired++
-			} else {
-				rep.ExpiredRejected++
+			} else if p.answered() {
+				expiredRefused[id] = true
 			}
+		default:
+			rep.Ambiguous++
 		}
 	}
-	rep.RejectedTokens = len(rejected)
+	rep.RejectedTokens, rep.ExpiredRejected = len(rejected), len(expiredRefused)
 	return rep
 }
+
+// answered reports whether a verifier answered (as opposed to an attempt that reached none).
+func (p Presentation) answered() bool { return p.Reason != "no-endpoint" && p.Reason != "no-answer" }
 
 // String is the one line a test prints per run.
 func (r Report) String() string {
@@ -64,8 +75,8 @@ func (r Report) String() string {
 		kids = append(kids, fmt.Sprintf("%s:%d", k, n))
 	}
 	sort.Strings(kids)
-	return fmt.Sprintf("issued %d, verified %d tokens in %d presentations, rejected-unexpired %d (%d tokens), accepted-expired %d, expired-rejected %d, unanswered %d+%d, by kid [%s], %s (%.1f tokens/s)",
-		r.Issued, r.VerifiedTokens, r.Presentations, r.RejectedUnexpired, r.RejectedTokens, r.AcceptedExpired, r.ExpiredRejected, r.IssueErrors, r.Unreachable,
+	return fmt.Sprintf("issued %d, verified %d tokens in %d presentations (%d judged live, %d too close to exp), rejected-unexpired %d (%d tokens), accepted-expired %d, expired-rejected %d tokens, failed attempts %d issue + %d unanswered, by kid [%s], %s (%.1f tokens/s)",
+		r.Issued, r.VerifiedTokens, r.Presentations, r.JudgedLive, r.Ambiguous, r.RejectedUnexpired, r.RejectedTokens, r.AcceptedExpired, r.ExpiredRejected, r.IssueErrors, r.Unreachable,
 		strings.Join(kids, " "), r.Duration.Round(time.Second), float64(r.Issued)/r.Duration.Seconds())
 }
 

@@ -1,8 +1,21 @@
 package traffic
 
 import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/tracebloc/helm-rotate-key/test/tokenapp/token"
 )
 
 // The classification decides what breaks the promise: an answer near exp proves nothing either way.
@@ -39,6 +52,41 @@ func TestScheduleCoversTheWholeLife(t *testing.T) {
 			if gap := s[j].Sub(s[j-1]); gap < 0 || gap > d.PresentEvery {
 				t.Fatalf("gap of %s in %v", gap, s)
 			}
+		}
+	}
+}
+
+// A verifier that drops the connection refuses the client as surely as a 401: the attempt is recorded as a
+// refusal, even though the driver then tries another endpoint (the second cold attack on the instrument).
+func TestDroppedConnectionIsARefusal(t *testing.T) {
+	drop := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }))
+	defer drop.Close()
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok v1") }))
+	defer ok.Close()
+	eps := newEndpointSet(func(ip string) string { return ip })
+	addPodSlice := func(name, url string) {
+		host, port, _ := net.SplitHostPort(strings.TrimPrefix(url, "http://"))
+		p, _ := strconv.Atoi(port)
+		eps.slices[name] = &discoveryv1.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: "verifier"}},
+			Ports:      []discoveryv1.EndpointPort{{Port: ptr.To(int32(p))}},
+			Endpoints:  []discoveryv1.Endpoint{{Addresses: []string{host}, TargetRef: &corev1.ObjectReference{Name: name}}},
+		}
+	}
+	addPodSlice("dropping", drop.URL)
+	addPodSlice("answering", ok.URL)
+	r := &Run{d: Driver{Verifier: "verifier", Margin: 1500 * time.Millisecond, Skew: 2 * time.Second}, endpoints: eps, sem: make(chan struct{}, 4), client: &http.Client{Timeout: time.Second}}
+	exp := time.Now().Add(time.Minute)
+	for i := 0; i < 20; i++ {
+		r.present("tok", token.Claims{Kid: "v1", ID: strconv.Itoa(i), Expires: exp.Unix()}, exp)
+	}
+	rep := r.report()
+	if rep.RejectedUnexpired == 0 || rep.VerifiedTokens != 20 || rep.Unreachable != 0 {
+		t.Fatalf("drops must count as refusals while the answered presentations still verify every token: %s", rep)
+	}
+	for _, p := range rep.Records {
+		if !p.Accepted && (p.Reason != "no-answer" || p.Pod != "dropping") {
+			t.Fatalf("refusal %+v", p)
 		}
 	}
 }

@@ -87,9 +87,10 @@ type Run struct {
 	mu        sync.Mutex
 	records   []Presentation
 	issued    int
-	// issueErrors counts token requests no signer answered with a token; unreachable counts presentations no
-	// verifier answered (connection refused after every retry, or 5xx).
+	// issueErrors counts attempts to get a token that got none; unreachable counts presentations no verifier
+	// answered in any attempt (each failed attempt is also recorded as a refusal); failures keeps the first reasons.
 	issueErrors, unreachable int
+	failures                 []string
 	started, stopped         time.Time
 	endpoints                *endpointSet
 }
@@ -166,22 +167,19 @@ func (r *Run) issueLoop(ctx context.Context) {
 // follow issues one token and presents it until after its expiry. It outlives the run's context: a token issued
 // before Stop is followed to the end.
 func (r *Run) follow(ctx context.Context) {
-	tok, err := r.issue()
+	tok, ok := r.issue()
+	if !ok {
+		return
+	}
+	c, err := token.Parse(tok)
 	r.mu.Lock()
 	if err != nil {
-		r.issueErrors++
+		r.issueErrors++ // a signer answered 200 with something that is not a token
 		r.mu.Unlock()
 		return
 	}
 	r.issued++
 	r.mu.Unlock()
-	c, err := token.Parse(tok)
-	if err != nil {
-		r.mu.Lock()
-		r.issueErrors++
-		r.mu.Unlock()
-		return
-	}
 	exp := time.Unix(c.Expires, 0)
 	for _, at := range r.d.schedule(time.Now(), exp) {
 		time.Sleep(time.Until(at))
@@ -204,12 +202,14 @@ func (d Driver) schedule(issued, exp time.Time) []time.Time {
 	return append(out, expired)
 }
 
-func (r *Run) issue() (string, error) {
-	var lastErr error
+// issue takes a token from a ready signer. Every attempt that gets no token — no ready endpoint, a dropped or
+// timed-out connection, a non-200 answer — counts in issueErrors (a client that wanted a token got none), and the
+// next attempt goes to another endpoint, up to 3.
+func (r *Run) issue() (string, bool) {
 	for attempt := 0; attempt < 3; attempt++ {
 		ep, ok := r.endpoints.pick(r.d.Signer)
 		if !ok {
-			lastErr = fmt.Errorf("no ready endpoint of %s", r.d.Signer)
+			r.count(&r.issueErrors, "no ready endpoint of "+r.d.Signer)
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
@@ -217,26 +217,46 @@ func (r *Run) issue() (string, error) {
 		resp, err := r.client.Get("http://" + ep.addr + "/token")
 		<-r.sem
 		if err != nil {
-			lastErr = err
+			r.count(&r.issueErrors, ep.pod+": "+err.Error())
 			continue
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			lastErr = fmt.Errorf("%s: %s", ep.pod, resp.Status)
+			r.count(&r.issueErrors, ep.pod+": "+resp.Status)
 			continue
 		}
-		return strings.TrimSpace(string(body)), nil
+		return strings.TrimSpace(string(body)), true
 	}
-	return "", lastErr
+	return "", false
 }
 
-// present shows the token to a ready verifier, as a client with retries would: another endpoint when one does not
-// answer, for up to about 3 s; a token nobody answered counts as unanswered, never as accepted or refused.
+// count adds one to a failure counter and keeps the first few reasons.
+func (r *Run) count(counter *int, why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	*counter++
+	if len(r.failures) < 10 {
+		r.failures = append(r.failures, why)
+	}
+}
+
+// present shows the token to a ready verifier. Every attempt is recorded: an answer as the verifier gave it (any
+// answer but 200 is a refusal, a 5xx too), and an attempt that got no answer — no ready endpoint, a dropped or
+// timed-out connection — as a refusal too (reason "no-endpoint" or "no-answer"), because the client was refused
+// all the same. After such an attempt it tries again, another endpoint, up to 10 times, so that what the token's
+// later presentations show is still seen.
 func (r *Run) present(tok string, c token.Claims, exp time.Time) {
+	record := func(p Presentation) {
+		p.Kid, p.ID, p.Issuer, p.IssuedAt, p.Expires = c.Kid, c.ID, c.Issuer, time.Unix(c.IssuedAt, 0), exp
+		r.mu.Lock()
+		r.records = append(r.records, p)
+		r.mu.Unlock()
+	}
 	for attempt := 0; attempt < 10; attempt++ {
 		ep, ok := r.endpoints.pick(r.d.Verifier)
 		if !ok {
+			record(Presentation{At: time.Now(), Reason: "no-endpoint"})
 			time.Sleep(300 * time.Millisecond)
 			continue
 		}
@@ -246,29 +266,24 @@ func (r *Run) present(tok string, c token.Claims, exp time.Time) {
 		latency := time.Since(at)
 		<-r.sem
 		if err != nil {
+			record(Presentation{At: at, Latency: latency, Pod: ep.pod, Reason: "no-answer"})
 			time.Sleep(100 * time.Millisecond)
-			continue // the pod went away between the EndpointSlice and the request: as a client, try another
+			continue
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		// Any answer but 200 is a refusal the client sees (a 5xx too): it is recorded, never retried elsewhere.
 		reason, _, _ := strings.Cut(strings.TrimSpace(string(body)), ":")
-		p := Presentation{Kid: c.Kid, ID: c.ID, Issuer: c.Issuer, IssuedAt: time.Unix(c.IssuedAt, 0), Expires: exp, At: at,
-			Latency: latency, Pod: ep.pod, Accepted: resp.StatusCode == http.StatusOK}
+		p := Presentation{At: at, Latency: latency, Pod: ep.pod, Accepted: resp.StatusCode == http.StatusOK}
 		if !p.Accepted {
 			p.Reason, _, _ = strings.Cut(reason, " ")
 			if resp.StatusCode != http.StatusUnauthorized {
 				p.Reason = fmt.Sprintf("status-%d", resp.StatusCode)
 			}
 		}
-		r.mu.Lock()
-		r.records = append(r.records, p)
-		r.mu.Unlock()
+		record(p)
 		return
 	}
-	r.mu.Lock()
-	r.unreachable++
-	r.mu.Unlock()
+	r.count(&r.unreachable, "a token no verifier answered in 10 attempts")
 }
 
 // Classify says what a presentation proves under the driver's skew and margin.
