@@ -19,20 +19,8 @@ import (
 func (r *runner) mountVolumes(ctx context.Context, s *servicePod) error {
 	s.volumeMu.Lock()
 	defer s.volumeMu.Unlock()
-	for _, v := range s.pod.Spec.Volumes {
-		if v.Secret == nil {
-			continue
-		}
-		secret, err := r.client.CoreV1().Secrets(s.pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err) && ptr.Deref(v.Secret.Optional, false):
-			secret = &corev1.Secret{}
-		case err != nil:
-			return fmt.Errorf("volume %q: Secret %q: %w", v.Name, v.Secret.SecretName, err)
-		}
-		if err := writeAtomically(s.volumeDir(v.Name), secretFiles(secret, v.Secret)); err != nil {
-			return fmt.Errorf("volume %q: %w", v.Name, err)
-		}
+	if err := r.projectSecrets(ctx, s, false); err != nil {
+		return err
 	}
 	for _, c := range append(append([]corev1.Container{}, s.pod.Spec.InitContainers...), s.pod.Spec.Containers...) {
 		for _, m := range c.VolumeMounts {
@@ -180,16 +168,28 @@ func (r *runner) secretChanged(ctx context.Context, secret *corev1.Secret) {
 func (r *runner) refreshVolumes(ctx context.Context, s *servicePod) error {
 	s.volumeMu.Lock()
 	defer s.volumeMu.Unlock()
+	return r.projectSecrets(ctx, s, true)
+}
+
+// projectSecrets writes every Secret volume of the pod from its Secret as it is now. At start a missing optional
+// Secret is an empty volume and a missing required one an error (the pod waits); on a refresh a missing Secret
+// leaves the files as they are, as a kubelet does.
+func (r *runner) projectSecrets(ctx context.Context, s *servicePod, refresh bool) error {
 	for _, v := range s.pod.Spec.Volumes {
 		if v.Secret == nil {
 			continue
 		}
 		secret, err := r.client.CoreV1().Secrets(s.pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
-		if err != nil {
-			return err // a kubelet keeps the last files when the Secret is gone
+		switch {
+		case apierrors.IsNotFound(err) && refresh:
+			continue
+		case apierrors.IsNotFound(err) && ptr.Deref(v.Secret.Optional, false):
+			secret = &corev1.Secret{}
+		case err != nil:
+			return fmt.Errorf("volume %q: Secret %q: %w", v.Name, v.Secret.SecretName, err)
 		}
 		if err := writeAtomically(s.volumeDir(v.Name), secretFiles(secret, v.Secret)); err != nil {
-			return err
+			return fmt.Errorf("volume %q: %w", v.Name, err)
 		}
 	}
 	return nil
