@@ -200,8 +200,8 @@ func (a *Rollback) Run(ctx context.Context, c *Config) error {
 
 // recoverPendingRollback handles the state a refused `helm rollback` leaves: Helm creates the rollback's revision
 // as pending-rollback before the pre-rollback hook runs and leaves it there when the hook fails, and then refuses
-// every upgrade ("another operation is in progress"). A rollback to the last deployed revision, without hooks,
-// supersedes it without changing any object.
+// every upgrade ("another operation is in progress"). A rollback to the last deployed revision — the state the
+// cluster is in, checked by that revision's own guard hook — supersedes it without changing any object.
 func (a *Rollback) recoverPendingRollback(ctx context.Context, c *Config, latest *release.Release, revision func(int) (*release.Release, error)) error {
 	if latest.Info == nil || latest.Info.Status != "pending-rollback" {
 		return nil
@@ -214,13 +214,8 @@ func (a *Rollback) recoverPendingRollback(ctx context.Context, c *Config, latest
 		if rel.Info == nil || rel.Info.Status != "deployed" {
 			continue
 		}
-		// Without hooks: the deployed revision's own guard hook compares that revision's render with the live
-		// keyring, which rotations have moved on since (the tenth cold read found it refusing, leaving a second
-		// pending-rollback). The rollback re-applies the deployed revision over itself: Helm 3's three-way patch
-		// from a manifest to the same manifest is empty, and Helm 4's server-side apply cannot take a key field that
-		// another field manager (rotate-key) has written since — it fails on the conflict, changing nothing.
-		fmt.Fprintf(c.ErrOut, "Release %s revision %d is stuck in pending-rollback (a helm rollback its guard hook refused); clearing it with a rollback to the deployed revision %d (without hooks), which changes no object\n", a.Release, latest.Version, rev)
-		return runHelm(ctx, c, append([]string{"rollback", a.Release, strconv.Itoa(rev), "--no-hooks"}, c.Settings.ClusterFlags(a.Namespace)...))
+		fmt.Fprintf(c.ErrOut, "Release %s revision %d is stuck in pending-rollback (a helm rollback its guard hook refused); clearing it with a rollback to the deployed revision %d, which changes no object\n", a.Release, latest.Version, rev)
+		return runHelm(ctx, c, append([]string{"rollback", a.Release, strconv.Itoa(rev)}, c.Settings.ClusterFlags(a.Namespace)...))
 	}
 	return fmt.Errorf("release %s is stuck in pending-rollback at revision %d and has no deployed revision to return to: see helm history %s", a.Release, latest.Version, a.Release)
 }
