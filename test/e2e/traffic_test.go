@@ -138,7 +138,14 @@ func kubectl(t *testing.T, ns string, args ...string) string {
 	cmd := exec.Command(cluster.Tools.Kubectl, append([]string{"--kubeconfig", cluster.Kubeconfig, "-n", ns}, args...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		// A patch may carry key bytes (patchKeyring): a failure names the command, never its patch.
+		shown := append([]string(nil), args...)
+		for i := range shown {
+			if i > 0 && (shown[i-1] == "-p" || shown[i-1] == "--patch") {
+				shown[i] = "<patch>"
+			}
+		}
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(shown, " "), err, out)
 	}
 	return string(out)
 }
