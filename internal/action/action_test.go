@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -366,6 +367,53 @@ func TestRollbackRevisions(t *testing.T) {
 		if err := rb.Run(context.Background(), c); exitcode.Of(err) != exitcode.Usage {
 			t.Fatalf("revision %d: %v", rev, err)
 		}
+	}
+}
+
+// A pending-rollback whose guard Job failed after the revision was recorded is a rollback the guard refused: Helm
+// applied nothing, so its record is deleted (no `helm rollback` to a deployed revision whose own guard may refuse
+// a keyring rotated since). A failed guard Job from before the record proves nothing and is not taken for one.
+func TestRollbackForgetsARefusedRollback(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		jobAge    time.Duration // how long before the pending record the Job was created (negative: after)
+		wantHelm  string        // the first helm command that changes something
+		forgotten bool
+	}{
+		{"guard refused it", -time.Second, "upgrade app", true},
+		{"an older failed guard Job", time.Hour, "rollback app 2", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pending := actiontest.Release("app", 3, "pending-rollback", nil)
+			pending.CreationTimestamp = metav1.NewTime(actiontest.Now)
+			job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "app-rotate-key-guard-rollback", Namespace: actiontest.Namespace, CreationTimestamp: metav1.NewTime(actiontest.Now.Add(-tc.jobAge))},
+				Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}}}
+			f, c := fixture(actiontest.Release("app", 1, "superseded", nil), actiontest.Release("app", 2, "deployed", nil), pending, job)
+			f.Helm.Answer = func(_ string, args []string) (string, int) {
+				if args[0] == "version" {
+					return "v4.3.1", 0
+				}
+				return "rotate-key-guard", 0
+			}
+			rb := action.Rollback{Target: target, Revision: 1, Chart: "./c"}
+			if err := rb.Run(context.Background(), c); err != nil {
+				t.Fatal(err)
+			}
+			_, err := f.Client.CoreV1().Secrets(actiontest.Namespace).Get(context.Background(), "sh.helm.release.v1.app.v3", metav1.GetOptions{})
+			if forgotten := apierrors.IsNotFound(err); forgotten != tc.forgotten {
+				t.Fatalf("record of revision 3 deleted: %v, want %v", forgotten, tc.forgotten)
+			}
+			var first string
+			for _, call := range f.Helm.Calls {
+				if strings.Contains(call, " upgrade ") || strings.Contains(call, " rollback ") {
+					first = call
+					break
+				}
+			}
+			if !strings.Contains(first, tc.wantHelm) {
+				t.Fatalf("first helm command %q, want %q; calls %v", first, tc.wantHelm, f.Helm.Calls)
+			}
+		})
 	}
 }
 

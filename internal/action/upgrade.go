@@ -15,6 +15,7 @@ import (
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/guard"
 	"github.com/tracebloc/helm-rotate-key/internal/helmexec"
+	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/release"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -150,13 +151,7 @@ func (a *Rollback) Run(ctx context.Context, c *Config) error {
 	if a.Revision < 1 || a.Revision >= latest.Version {
 		return exitcode.Withf(exitcode.Usage, "release %s is at revision %d: roll back to one of 1..%d", a.Release, latest.Version, latest.Version-1)
 	}
-	if err := a.recoverPendingRollback(ctx, c, latest, func(rev int) (*release.Release, error) {
-		data, err := target.ReleaseRevision(ctx, c.Settings.Driver, a.Release, rev)
-		if err != nil {
-			return nil, err
-		}
-		return release.Decode(data)
-	}); err != nil {
+	if err := a.recoverPendingRollback(ctx, c, target, latest); err != nil {
 		return err
 	}
 	data, err := target.ReleaseRevision(ctx, c.Settings.Driver, a.Release, a.Revision)
@@ -200,21 +195,35 @@ func (a *Rollback) Run(ctx context.Context, c *Config) error {
 
 // recoverPendingRollback handles the state a refused `helm rollback` leaves: Helm creates the rollback's revision
 // as pending-rollback before the pre-rollback hook runs and leaves it there when the hook fails, and then refuses
-// every upgrade ("another operation is in progress"). A rollback to the last deployed revision — the state the
-// cluster is in, checked by that revision's own guard hook — supersedes it without changing any object.
-func (a *Rollback) recoverPendingRollback(ctx context.Context, c *Config, latest *release.Release, revision func(int) (*release.Release, error)) error {
+// every upgrade ("another operation is in progress"). When the library chart's guard Job refused it, Helm applied
+// nothing, so forgetting the revision (deleting its record) is exact. Otherwise (a helm that died mid-rollback), a
+// rollback to the last deployed revision supersedes it; that revision's own guard may refuse when rotations moved
+// the keyring on since it was rendered, and then the error says how to clear it by hand.
+func (a *Rollback) recoverPendingRollback(ctx context.Context, c *Config, target *kube.Keyring, latest *release.Release) error {
 	if latest.Info == nil || latest.Info.Status != "pending-rollback" {
 		return nil
 	}
+	refused, err := target.RefusedRollback(ctx, c.Settings.Driver, a.Release, latest.Version)
+	if err != nil {
+		return err
+	}
+	if refused {
+		fmt.Fprintf(c.ErrOut, "Release %s revision %d is stuck in pending-rollback: its guard hook refused that helm rollback (Job %s failed), so Helm applied nothing. Deleting Helm's record of revision %d; no object changes\n", a.Release, latest.Version, kube.GuardRollbackJob(a.Release), latest.Version)
+		return target.DeleteReleaseRecord(ctx, c.Settings.Driver, a.Release, latest.Version)
+	}
 	for rev := latest.Version - 1; rev >= 1; rev-- {
-		rel, err := revision(rev)
+		data, err := target.ReleaseRevision(ctx, c.Settings.Driver, a.Release, rev)
+		if err != nil {
+			return err
+		}
+		rel, err := release.Decode(data)
 		if err != nil {
 			return err
 		}
 		if rel.Info == nil || rel.Info.Status != "deployed" {
 			continue
 		}
-		fmt.Fprintf(c.ErrOut, "Release %s revision %d is stuck in pending-rollback (a helm rollback its guard hook refused); clearing it with a rollback to the deployed revision %d, which changes no object\n", a.Release, latest.Version, rev)
+		fmt.Fprintf(c.ErrOut, "Release %s revision %d is stuck in pending-rollback; clearing it with a rollback to the deployed revision %d, which changes no object\n", a.Release, latest.Version, rev)
 		return runHelm(ctx, c, append([]string{"rollback", a.Release, strconv.Itoa(rev)}, c.Settings.ClusterFlags(a.Namespace)...))
 	}
 	return fmt.Errorf("release %s is stuck in pending-rollback at revision %d and has no deployed revision to return to: see helm history %s", a.Release, latest.Version, a.Release)

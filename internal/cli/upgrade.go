@@ -91,7 +91,12 @@ helm rollback would re-apply that revision's stored manifest, keyring Secret inc
 removes the new key or reverts active, and every token signed since is rejected (the chart's pre-rollback guard
 refuses it). rotate-key rollback instead upgrades the release with that revision's stored chart and values, so the
 chart renders the keyring from the live Secret, with the guard wired in. helm history shows it as a new revision
-described "rotate-key rollback to revision N (keyring kept)". REVISION defaults to the previous one.`
+described "rotate-key rollback to revision N (keyring kept)". REVISION defaults to the previous one.
+
+A release left pending-rollback by a helm rollback that the chart's guard hook refused is cleared first: that
+rollback applied nothing, so its revision's record is deleted (needs delete on Secrets, or on ConfigMaps with
+HELM_DRIVER=configmap). A pending-rollback of a helm that died mid-rollback is cleared by a rollback to the last
+deployed revision.`
 
 func newRollbackCommand(c *action.Config) *cobra.Command {
 	o := &targetCommand{cfg: c}

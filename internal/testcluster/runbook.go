@@ -203,7 +203,7 @@ type Step struct {
 
 var (
 	wherePhase = regexp.MustCompile(`(?m)^phase: +([A-Za-z]+)`)
-	whereNext  = regexp.MustCompile(`(?m)^next: .*?block (B[0-9]+)`)
+	whereNext  = regexp.MustCompile(`(?m)^next: .*?block ([A-Z][A-Z0-9-]*[A-Z0-9])`)
 )
 
 // Follow is the interruption test's operator: after the block first, it pastes "Where am I?" (id WHERE) into a

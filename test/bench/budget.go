@@ -144,8 +144,9 @@ func retireAfterOf(ctx context.Context, h *testcluster.Helm, ns string) (time.Ti
 	return *st.RetireAfter, nil
 }
 
-// v6Response matches one request in kubectl's -v=6 log.
-var v6Response = regexp.MustCompile(`"Response" verb="[A-Z]+" url="`)
+// v6Response matches one request in kubectl's log: at -v=6 `"Response" verb="GET" url=…`, at -v=8 (the runbook's
+// clock read) `"Response" status="200 OK" headers=<`.
+var v6Response = regexp.MustCompile(`"Response" (verb="[A-Z]+" url="|status=")`)
 
 // manualRotation follows the runbook's preparation and Part B in an operator's shell whose kubectl logs at -v=6,
 // through the counter, on a release of its own. It returns kubectl's requests as the proxy saw them and the
@@ -167,7 +168,9 @@ func manualRotation(ctx context.Context, env *clusterEnv, counter *testcluster.A
 	}
 	log := filepath.Join(dir, "kubectl-v6.log")
 	wrapper := filepath.Join(dir, "kubectl")
-	script := fmt.Sprintf("#!/bin/sh\nexec %q -v=6 \"$@\" 2>>%q\n", env.cluster.Tools.Kubectl, log)
+	// The runbook reads the API server's clock from kubectl -v=8's response headers on stderr (rk_clock): that
+	// call's stderr goes to the log and to the block; every other call's log goes to the file only.
+	script := fmt.Sprintf("#!/bin/bash\ncase \" $* \" in *\" -v=8 \"*) exec %[1]q \"$@\" 2> >(tee -a %[2]q >&2) ;; esac\nexec %[1]q -v=6 \"$@\" 2>>%[2]q\n", env.cluster.Tools.Kubectl, log)
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		return nil, 0, err
 	}

@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -19,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
@@ -448,9 +452,24 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(context.Background(), p.secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: emergency rotation") || !strings.Contains(where, "leaked versions are back") {
-		t.Fatalf("Where am I? must warn about a keyring changed outside the rotation:\n%s", where)
+	// 'active' points at the leaked version again: that comes first (REPAIR, RESTART); then the leaked version goes
+	// at once (EXTRA after an emergency does not wait for its tokens to expire).
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "finished with v3 active, but 'active' names v2") || !strings.Contains(where, "next:    block REPAIR") {
+		t.Fatalf("Where am I? must lead with the moved active key:\n%s", where)
 	}
+	p.refused(t, "B1", "a rotation while 'active' is moved")
+	p.refused(t, "EXTRA", "removing a version while 'active' is moved")
+	p.pasteID(t, "REPAIR", 0)
+	p.refused(t, "EXTRA", "removing a version before the restart the repair needs")
+	restart(t, p)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "leaked versions are back") || !strings.Contains(where, "next:    block EXTRA") {
+		t.Fatalf("Where am I? must send the leaked version back to EXTRA:\n%s", where)
+	}
+	if out := p.pasteID(t, "EXTRA", 0); !strings.Contains(out, "removed key.v2") {
+		t.Fatalf("EXTRA must remove a leaked version at once:\n%s", out)
+	}
+	p.expectKeyring(t, "active,key.v3", 3, rotation.Idle)
+	restart(t, p)
 	if out := p.pasteID(t, "B1", 0); !strings.Contains(out, "added key.v4") {
 		t.Fatalf("B1 must not reuse a version number:\n%s", out)
 	}
@@ -555,18 +574,103 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 		t.Fatalf("Helm 3 rollback: %v\n%s", err, out)
 	}
 	where := p.pasteID(t, "WHERE", 0)
-	if !strings.Contains(where, "WARNING: v3, active since rotation") || !strings.Contains(where, "is GONE") || !strings.Contains(where, "next:    put v3 back first") {
+	if !strings.Contains(where, "WARNING: v3, which live tokens were signed with") || !strings.Contains(where, "is GONE") || !strings.Contains(where, "next:    block REPAIR") {
 		t.Fatalf("Where am I? after a rollback that removed the active key must lead with it:\n%s", where)
 	}
 	p.refused(t, "B1", "a rotation while the active key is lost")
+	p.refused(t, "RESTART", "a restart before the lost key is back")
+	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "helm -n "+p.ns+" rollback "+p.release) {
+		t.Fatalf("REPAIR must print the roll forward:\n%s", out)
+	}
 	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "2"); err != nil {
 		t.Fatalf("roll forward: %v\n%s", err, out)
 	}
 	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
-	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "WARNING") {
-		t.Fatalf("after rolling forward the keyring is whole again:\n%s", where)
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "WARNING") || !strings.Contains(where, "next:    block RESTART") {
+		t.Fatalf("after rolling forward the keyring is whole again, and the consumers must restart first:\n%s", where)
 	}
+	p.refused(t, "B1", "a rotation before the restart the repair needs")
 	// Pods that started while v3 was gone hold the wrong keyring: RESTART replaces every consumer's pods.
+	restart(t, p)
+
+	// A rollback during a rotation (helm history: 1 install v1, 2 upgrade v3, 3 rollback to 1, 4 rollback to 2): in
+	// RolledOut it removes v3, the ACTIVE key, and makes v1 active; v4 (never rendered) stays. No block may act on the
+	// state, and the repair must not point 'active' at the missing key.
+	p.pasteID(t, "B1", 0)
+	p.pasteID(t, "B2", 0)
+	p.expectKeyring(t, "active,v3,v4", 3, rotation.RolledOut)
+	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "1"); err != nil {
+		t.Fatalf("Helm 3 rollback: %v\n%s", err, out)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: v3, which live tokens were signed with") || !strings.Contains(where, "next:    block REPAIR") {
+		t.Fatalf("Where am I? must lead with the lost active key in the middle of a rotation too:\n%s", where)
+	}
+	for _, id := range []string{"B3", "B2", "ABORT-BEFORE", "RESTART"} {
+		p.refused(t, id, "a step while the active key is lost")
+	}
+	p.pasteID(t, "REPAIR", 0)
+	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "4"); err != nil {
+		t.Fatalf("roll forward: %v\n%s", err, out)
+	}
+	p.expectKeyring(t, "active,v3,v4", 3, rotation.RolledOut)
+	p.refused(t, "B3", "a promotion before the restart the repair needs")
+	restart(t, p)
+	p.pasteID(t, "B3", 0)
+	p.pasteID(t, "B2", 0)
+	before := p.expectKeyring(t, "active,v3,v4", 4, rotation.Waiting)
+
+	// 'active' moved back to v3 while the rotation waits (a rollback or a hand edit): a signer that starts now signs
+	// with v3, so v3 must not be retired until the TTL has passed since every such pod was restarted.
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"active":"djM="}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "needs v4 active, but 'active' names v3") || !strings.Contains(where, "next:    block REPAIR") {
+		t.Fatalf("Where am I? must lead with the moved active key:\n%s", where)
+	}
+	for _, id := range []string{"B5", "ABORT-AFTER", "RESTART", "B1"} {
+		p.refused(t, id, "a step while 'active' is moved")
+	}
+	p.pasteID(t, "REPAIR", 0)
+	p.expectKeyring(t, "active,v3,v4", 4, rotation.Waiting)
+	p.refused(t, "B5", "a retirement before the restart the repair needs")
+	restart(t, p)
+	after := p.expectKeyring(t, "active,v3,v4", 4, rotation.Waiting)
+	if !after.RetireAfter.After(before.RetireAfter) || after.RetireAfter.Before(time.Now().Add(60*time.Second)) {
+		t.Fatalf("after the restart v3 may be retired no sooner than the TTL after it: retire-after %s, before the repair %s", after.RetireAfter, before.RetireAfter)
+	}
+	p.follow(t, "B4")
+	p.expectKeyring(t, "active,v4", 4, rotation.Idle)
+
+	// A retired version back (a rollback of a chart without the library): Where am I? sends to EXTRA, which removes it.
+	patch := fmt.Sprintf(`{"data":{"v3":%q}}`, base64.StdEncoding.EncodeToString(make32()))
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "retired v3, but it is back") || !strings.Contains(where, "next:    block EXTRA") {
+		t.Fatalf("Where am I? must send a returned retired version to EXTRA:\n%s", where)
+	}
+	if out := p.pasteID(t, "EXTRA", 0); !strings.Contains(out, "removed v3") {
+		t.Fatalf("EXTRA:\n%s", out)
+	}
+	p.expectKeyring(t, "active,v4", 4, rotation.Idle)
+	restart(t, p)
+
+	// Purge the retired keys from Helm's records: one record is left, and it holds only today's keyring.
+	prune, err := p.rb.Block("PRUNE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prune.Code = strings.Replace(prune.Code, " CHART ", " "+runbookChart("runbook-plain")+" ", 1)
+	p.paste(t, prune, 0)
+	records := releaseKeyrings(t, p.ns, p.release, p.secret)
+	if len(records) != 1 || records[0] != "active,v4" {
+		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
+	}
+}
+
+// restart pastes RESTART and checks that every consumer pod from before it was replaced.
+func restart(t *testing.T, p *runbookPass) {
+	t.Helper()
 	before := consumerPods(t, p.ns)
 	if out := p.pasteID(t, "RESTART", 0); !strings.Contains(out, "every consumer restarted") {
 		t.Fatalf("RESTART:\n%s", out)
@@ -574,7 +678,49 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	for name := range before {
 		waitGone(t, p.ns, name)
 	}
-	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "next:    block RESTART") || strings.Contains(where, "repaired:") {
+		t.Fatalf("after RESTART Where am I? must not ask for it again:\n%s", where)
+	}
+}
+
+// releaseKeyrings are, per Helm release record of the release, the data keys its manifest renders into the keyring
+// Secret (read from the records themselves: base64, gzip, JSON).
+func releaseKeyrings(t *testing.T, ns, release, secret string) []string {
+	t.Helper()
+	list, err := cluster.Client.CoreV1().Secrets(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "owner=helm,name=" + release})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range list.Items {
+		raw, err := base64.StdEncoding.DecodeString(string(s.Data["release"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rel struct {
+			Manifest string `json:"manifest"`
+		}
+		if err := json.NewDecoder(zr).Decode(&rel); err != nil {
+			t.Fatal(err)
+		}
+		keys := "(no keyring)"
+		for _, doc := range strings.Split(rel.Manifest, "\n---") {
+			var obj struct {
+				Kind     string            `json:"kind"`
+				Metadata metav1.ObjectMeta `json:"metadata"`
+				Data     map[string][]byte `json:"data"`
+			}
+			if yaml.Unmarshal([]byte(doc), &obj) == nil && obj.Kind == "Secret" && obj.Metadata.Name == secret {
+				keys = keyring.DataKeys(obj.Data)
+			}
+		}
+		out = append(out, keys)
+	}
+	return out
 }
 
 // consumerPods are the names of the pods in ns that are not rotate-key's own.
