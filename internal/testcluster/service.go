@@ -322,12 +322,22 @@ func (r *runner) setServiceStatus(ctx context.Context, s *servicePod, waiting st
 		cur.Status.HostIP, cur.Status.PodIP = "127.0.0.1", s.ip
 		cur.Status.HostIPs, cur.Status.PodIPs = []corev1.HostIP{{IP: "127.0.0.1"}}, []corev1.PodIP{{IP: s.ip}}
 		cur.Status.ContainerStatuses = statuses
-		cur.Status.Conditions = []corev1.PodCondition{
+		conditions := []corev1.PodCondition{
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: *cur.Status.StartTime},
 			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: *cur.Status.StartTime},
 			{Type: corev1.ContainersReady, Status: ready, LastTransitionTime: now},
 			{Type: corev1.PodReady, Status: ready, LastTransitionTime: now},
 		}
+		// As a kubelet: a condition's transition time moves only when its status does (a Deployment's
+		// minReadySeconds counts from the Ready transition).
+		for i := range conditions {
+			for _, old := range cur.Status.Conditions {
+				if old.Type == conditions[i].Type && old.Status == conditions[i].Status && !old.LastTransitionTime.IsZero() {
+					conditions[i].LastTransitionTime = old.LastTransitionTime
+				}
+			}
+		}
+		cur.Status.Conditions = conditions
 		_, err = r.client.CoreV1().Pods(s.pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})

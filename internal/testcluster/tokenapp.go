@@ -25,6 +25,14 @@ type TokenApp struct {
 	SignerClockAhead time.Duration
 	// Env is added to both containers (a chart without TOKEN_TTL_SECONDS gets it this way).
 	Env []corev1.EnvVar
+	// Naming is the keyring's naming style the applications read, "key.vN" (default) or "vN": a version written
+	// under the other style's name is no key to them, as to a real application.
+	Naming string
+	// SignerMinReady and VerifierMinReady slow each Deployment's rollouts down (minReadySeconds: a new pod counts
+	// only after it was ready this long), so that a rotation that does not wait for a rollout, or measures the TTL
+	// from the wrong moment, meets old pods still serving. SignerReplicas overrides the chart's replicas (0: keep).
+	SignerMinReady, VerifierMinReady time.Duration
+	SignerReplicas                   int
 }
 
 // Values are the helm flags that run the applications as a. The same values fit the runbook's plain fixture
@@ -32,12 +40,18 @@ type TokenApp struct {
 // the keys as a volume).
 func (a TokenApp) Values() []string {
 	var out []string
+	naming := a.Naming
+	if naming == "" {
+		naming = "key.vN"
+	}
 	for _, app := range []struct {
 		key, name, role, keys string
 		extra                 []string
+		minReady              time.Duration
+		replicas              int
 	}{
-		{"jobsManager", "jobs-manager", "signer", a.SignerKeys, []string{"--clock-ahead=" + a.SignerClockAhead.String()}},
-		{"requestsProxy", "requests-proxy", "verifier", a.VerifierKeys, nil},
+		{"jobsManager", "jobs-manager", "signer", a.SignerKeys, []string{"--clock-ahead=" + a.SignerClockAhead.String()}, a.SignerMinReady, a.SignerReplicas},
+		{"requestsProxy", "requests-proxy", "verifier", a.VerifierKeys, nil, a.VerifierMinReady, 0},
 	} {
 		source := "--keys=env"
 		if app.keys == "volume" {
@@ -50,7 +64,13 @@ func (a TokenApp) Values() []string {
 		selector, tolerations := RunnerPlacement()
 		set("keyDelivery", app.keys)
 		set("command", []string{"tokenapp"})
-		set("args", append([]string{"--role=" + app.role, source}, app.extra...))
+		set("args", append([]string{"--role=" + app.role, source, "--naming=" + naming}, app.extra...))
+		if app.minReady > 0 {
+			set("minReadySeconds", int(app.minReady/time.Second))
+		}
+		if app.replicas > 0 {
+			set("replicas", app.replicas)
+		}
 		set("env", append([]corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}, a.Env...))
 		set("port", TokenAppPort)
 		set("readinessProbe", map[string]any{"httpGet": map[string]any{"path": "/readyz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1})

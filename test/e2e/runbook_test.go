@@ -142,7 +142,7 @@ func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec)
 		p.signer, p.verifier = map[string]string{"app": p.release + "-jobs-manager"}, map[string]string{"app": p.release + "-requests-proxy"}
 		args := []string{"-n", p.ns, "install", p.release, runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--wait", "--timeout", "2m"}
 		if spec.tokenApp { // the fixture mounts the keys as a volume, for both
-			args = append(args, testcluster.TokenApp{SignerKeys: "volume", VerifierKeys: "volume", Env: []corev1.EnvVar{{Name: "TOKEN_TTL_SECONDS", Value: "60"}}}.Values()...)
+			args = append(args, testcluster.TokenApp{SignerKeys: "volume", VerifierKeys: "volume", Naming: "vN", Env: []corev1.EnvVar{{Name: "TOKEN_TTL_SECONDS", Value: "60"}}}.Values()...)
 		}
 		out, err = p.h.Run(ctx, args...)
 	case "c":
@@ -341,7 +341,7 @@ func partBFollowed(t *testing.T, p *runbookPass) {
 	if p.style == "" {
 		admin = otherSecretDigest(t, p.ns, p.release+"-requests-proxy-admin")
 	}
-	traffic := startTraffic(context.Background(), t, p.ns, p.signer, p.verifier)
+	traffic := startTraffic(context.Background(), t, p.ns, p.secret, p.signer, p.verifier)
 	p.preparation(t)
 	p.follow(t, "B1")
 	st := p.expectKeyring(t, "active,"+p.style+"v2", 2, rotation.Idle)

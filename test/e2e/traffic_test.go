@@ -47,12 +47,25 @@ const minTokensPerKid = 100
 // minTrafficSpan is how long a run issues tokens at least: at 40 tokens/s, enough for minVerifiedTokens.
 const minTrafficSpan = 135 * time.Second
 
+// trafficSettle is how long a run keeps issuing after the keyring's last change: the runner's longest volume
+// refresh (90 s, a kubelet's) and a little, so that a change the rotation's last step made reaches every pod
+// while tokens are still being issued and checked.
+const trafficSettle = 95 * time.Second
+
+// verifierMinReady slows the verifiers' rollouts down in the tests whose only witness of the order of a rotation's
+// steps is the traffic (CronJob, emergency, aborts): 2 replicas, each counted available only after 15 s ready, so a
+// rotation that promotes before the verifiers' rollout finished meets old verifiers for many seconds, not for the
+// instant the box's fast rollouts would leave (the third attack on the instrument: a rotation that waited for the
+// signers' rollout only passed). TestFullRotation checks that order on the pods themselves.
+const verifierMinReady = 15 * time.Second
+
 // trafficDriver is the traffic every rotation test measures with: 60 s tokens issued at a steady rate, each
 // presented at once, every 15 s, just before it expires and once after (2 s skew, as the token app's verifiers
-// allow; see traffic.Driver's schedule).
-func trafficDriver(ns string) traffic.Driver {
+// allow; see traffic.Driver's schedule), the keyring's bytes watched.
+func trafficDriver(ns, keyring string) traffic.Driver {
 	return traffic.Driver{Client: cluster.Client, Namespace: ns, Signer: "traffic-signer", Verifier: "traffic-verifier",
-		Rate: 40, PresentEvery: 15 * time.Second, Skew: 2 * time.Second, Address: cluster.LocalAddress}
+		Rate: 40, PresentEvery: 15 * time.Second, Skew: 2 * time.Second, Address: cluster.LocalAddress,
+		Settle: trafficSettle, Keyring: keyring}
 }
 
 // exampleApps selects the example chart's signer and verifier pods of a release.
@@ -63,14 +76,14 @@ func exampleApps(release string) (signer, verifier map[string]string) {
 
 // startTraffic puts a Service in front of the signer and one in front of the verifier pods and starts the driver;
 // the caller stops it (Stop follows the last tokens to their expiry).
-func startTraffic(ctx context.Context, t *testing.T, ns string, signer, verifier map[string]string) *traffic.Run {
+func startTraffic(ctx context.Context, t *testing.T, ns, keyring string, signer, verifier map[string]string) *traffic.Run {
 	t.Helper()
 	for name, selector := range map[string]map[string]string{"traffic-signer": signer, "traffic-verifier": verifier} {
 		if err := cluster.Expose(ctx, ns, name, selector); err != nil {
 			t.Fatal(err)
 		}
 	}
-	run, err := trafficDriver(ns).Start(ctx)
+	run, err := trafficDriver(ns, keyring).Start(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +107,9 @@ func assertNoTokenRejected(t *testing.T, name string, rep traffic.Report, kids .
 		t.Errorf("traffic %s: %d presentations no verifier answered, %d failed token requests; %d of %d issued tokens verified; first failures: %q",
 			name, rep.Unreachable, rep.IssueErrors, rep.VerifiedTokens, rep.Issued, rep.Failures)
 	}
+	if len(rep.KeyBytesChanged) != 0 {
+		t.Errorf("traffic %s: the bytes of %v changed during the run: every token signed with the old bytes is refused where the new ones arrived", name, rep.KeyBytesChanged)
+	}
 	if rep.ExpiredRejected != rep.VerifiedTokens {
 		t.Errorf("traffic %s: only %d of %d tokens were presented (and refused) after their expiry", name, rep.ExpiredRejected, rep.VerifiedTokens)
 	}
@@ -104,16 +120,20 @@ func assertNoTokenRejected(t *testing.T, name string, rep traffic.Report, kids .
 	}
 }
 
-// trafficRelease installs the example chart as release "app" with the token app running both sides, and starts
-// the traffic. extra are further install flags.
-func trafficRelease(ctx context.Context, t *testing.T, h *testcluster.Helm, ns, signerKeys, verifierKeys string, extra ...string) *traffic.Run {
+// trafficRelease installs the example chart as release "app" with the token app running both sides (verifier
+// rollouts slowed by verifierMinReady unless app says otherwise), and starts the traffic. extra are further install
+// flags.
+func trafficRelease(ctx context.Context, t *testing.T, h *testcluster.Helm, ns string, app testcluster.TokenApp, extra ...string) *traffic.Run {
 	t.Helper()
-	args := append(append([]string{"--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"}, testcluster.TokenApp{SignerKeys: signerKeys, VerifierKeys: verifierKeys}.Values()...), extra...)
+	if app.VerifierMinReady == 0 {
+		app.VerifierMinReady = verifierMinReady
+	}
+	args := append(append([]string{"--set", "tokenTtlSeconds=60", "--wait", "--timeout", "3m"}, app.Values()...), extra...)
 	if out, err := installExample(ctx, h, ns, "app", args...); err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
 	signer, verifier := exampleApps("app")
-	return startTraffic(ctx, t, ns, signer, verifier)
+	return startTraffic(ctx, t, ns, "app-requests-proxy-admin", signer, verifier)
 }
 
 // trafficSubtest starts a parallel subtest's release with traffic on Helm major; toWaiting first runs the plugin
@@ -123,7 +143,7 @@ func trafficSubtest(t *testing.T, major int, prefix, signerKeys, verifierKeys st
 	t.Parallel()
 	h := newHelm(t, major)
 	ns := namespace(t, prefix, nil)
-	run := trafficRelease(context.Background(), t, h, ns, signerKeys, verifierKeys)
+	run := trafficRelease(context.Background(), t, h, ns, testcluster.TokenApp{SignerKeys: signerKeys, VerifierKeys: verifierKeys})
 	if toWaiting {
 		if out, err := h.Run(context.Background(), "-n", ns, "rotate-key", "app", "--local", "--yes"); exitCode(err) != 3 {
 			t.Fatalf("rotation to Waiting: %v\n%s", err, out)
@@ -183,7 +203,7 @@ func TestTrafficCronJob(t *testing.T) {
 			h := newHelm(t, major)
 			ns := namespace(t, fmt.Sprintf("traffic-cron-h%d", major), nil)
 			naming := map[int]string{3: "key.vN", 4: "vN"}[major] // both naming styles through the plugin's engine
-			run := trafficRelease(ctx, t, h, ns, "env", "volume", "--set", "rotate-key.schedule.enabled=true", "--set", "rotate-key.secret.naming="+naming)
+			run := trafficRelease(ctx, t, h, ns, testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "volume", Naming: naming}, "--set", "rotate-key.schedule.enabled=true", "--set", "rotate-key.secret.naming="+naming)
 			cron, err := cluster.Client.BatchV1().CronJobs(ns).Get(ctx, "app-rotate-key", metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -247,6 +267,12 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		if len(cost) == 0 {
 			t.Fatal("the emergency refused no live token of the leaked keys: was anything retired?")
 		}
+		// The rest of the promise holds as on any run: every token answered, the fresh key's well covered, no
+		// failed token request, no key's bytes changed.
+		if rep.IssueErrors != 0 || rep.Unreachable != 0 || rep.VerifiedTokens != rep.Issued || rep.ByKid["v3"] < minTokensPerKid || rep.ExpiredRejected != rep.VerifiedTokens || len(rep.KeyBytesChanged) != 0 {
+			t.Fatalf("emergency: %d failed token requests, %d unanswered presentations, %d of %d tokens verified, %d v3 tokens (want %d), %d expired-rejected, key bytes changed %v",
+				rep.IssueErrors, rep.Unreachable, rep.VerifiedTokens, rep.Issued, rep.ByKid["v3"], minTokensPerKid, rep.ExpiredRejected, rep.KeyBytesChanged)
+		}
 	})
 	t.Run("abort-before-promotion", func(t *testing.T) {
 		ctx := context.Background()
@@ -297,15 +323,17 @@ func TestTrafficControls(t *testing.T) {
 	controls := []struct {
 		name             string
 		signer, verifier string
-		do               func(t *testing.T, ns string)
+		// reason is the verifiers' refusal the break must produce (and no other).
+		reason string
+		do     func(t *testing.T, ns string)
 	}{
-		{"promote-before-rollout", "env", "env", func(t *testing.T, ns string) {
+		{"promote-before-rollout", "env", "env", "unknown-kid", func(t *testing.T, ns string) {
 			patchKeyring(t, ns, map[string]any{"key.v2": randomKey(), "active": "v2"})
 			restartAndWait(t, ns, "app-jobs-manager") // the signers sign with v2; the verifiers were not rolled yet
 			time.Sleep(5 * time.Second)
 			restartAndWait(t, ns, "app-requests-proxy")
 		}},
-		{"retire-before-ttl", "env", "env", func(t *testing.T, ns string) {
+		{"retire-before-ttl", "env", "env", "unknown-kid", func(t *testing.T, ns string) {
 			patchKeyring(t, ns, map[string]any{"key.v2": randomKey()})
 			restartAndWait(t, ns, "app-jobs-manager", "app-requests-proxy")
 			patchKeyring(t, ns, map[string]any{"active": "v2"})
@@ -313,13 +341,13 @@ func TestTrafficControls(t *testing.T) {
 			patchKeyring(t, ns, map[string]any{"key.v1": nil}) // v1-signed tokens live for 60 s more
 			restartAndWait(t, ns, "app-requests-proxy")
 		}},
-		{"new-bytes-same-kid", "env", "env", func(t *testing.T, ns string) {
+		{"new-bytes-same-kid", "env", "env", "bad-signature", func(t *testing.T, ns string) {
 			// The troubleshooting advice the runbook must never give: "regenerate the key". The verifiers keep
 			// the old bytes of v1 until they restart; the restarted signers sign with the new ones.
 			patchKeyring(t, ns, map[string]any{"key.v1": randomKey()})
 			restartAndWait(t, ns, "app-jobs-manager")
 		}},
-		{"skip-second-rollout", "env", "volume", func(t *testing.T, ns string) {
+		{"skip-second-rollout", "env", "volume", "unknown-kid", func(t *testing.T, ns string) {
 			patchKeyring(t, ns, map[string]any{"key.v2": randomKey()})
 			restartAndWait(t, ns, "app-jobs-manager", "app-requests-proxy")
 			patchKeyring(t, ns, map[string]any{"active": "v2"}) // no restart: the env signers keep signing with v1
@@ -332,10 +360,17 @@ func TestTrafficControls(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			_, ns, run := trafficSubtest(t, 4, "traffic-control", c.signer, c.verifier, false)
 			c.do(t, ns)
-			rep := run.Stop()
+			rep := run.StopNow() // a control needs no settle: its break is done
 			printTraffic("control "+c.name+" (must reject)", rep)
 			if rep.RejectedUnexpired == 0 {
 				t.Fatalf("control %s rejected no live token: the traffic cannot tell a broken rotation from a good one", c.name)
+			}
+			// The refusals are the verifiers' own, for the reason the break causes: not dropped connections or
+			// missing endpoints, which a rollout could cause without any key change.
+			if other := rep.Where(func(p traffic.Presentation) bool {
+				return !p.Accepted && rep.Driver.Classify(p) == traffic.Unexpired && p.Reason != c.reason
+			}); len(other) != 0 || rep.Unreachable != 0 || rep.IssueErrors != 0 {
+				t.Fatalf("control %s: %d live refusals for another reason than %s (first: %+v), %d unanswered, %d failed token requests", c.name, len(other), c.reason, other[:min(1, len(other))], rep.Unreachable, rep.IssueErrors)
 			}
 			t.Logf("control %s: %d live tokens rejected (%d answers), e.g.\n%s", c.name, rep.RejectedTokens, rep.RejectedUnexpired, rep.Rejections(3))
 		})

@@ -30,12 +30,20 @@ func (s *keySet) kids() []string {
 	return out
 }
 
-// versionName matches the data keys of both naming styles the product supports: "key.vN" and "vN".
-var versionName = regexp.MustCompile(`^(?:key\.)?(v[1-9][0-9]*)$`)
+// naming is one of the two naming styles the product supports, "key.vN" or "vN": an application reads the one its
+// chart gives it and no other, so a version written under the other name is a key it does not have (the third
+// attack on the instrument: an app that took both hid a rotation writing the wrong names).
+type naming string
+
+// versionName matches the data keys of this naming style; submatch 1 is the kid.
+func (n naming) versionName() *regexp.Regexp {
+	return regexp.MustCompile(`^` + regexp.QuoteMeta(strings.TrimSuffix(string(n), "vN")) + `(v[1-9][0-9]*)$`)
+}
 
 // parseKeys builds a key set from name → value pairs (a Secret's data as env or files). Other names are ignored:
-// a Secret may carry more than the keyring.
-func parseKeys(data map[string][]byte) *keySet {
+// a Secret may carry more than the keyring. `active` is taken as it is, as an application would compare it.
+func (n naming) parseKeys(data map[string][]byte) *keySet {
+	versionName := n.versionName()
 	s := &keySet{keys: map[string][]byte{}}
 	h := sha256.New()
 	names := make([]string, 0, len(data))
@@ -48,7 +56,7 @@ func parseKeys(data map[string][]byte) *keySet {
 		if m := versionName.FindStringSubmatch(n); m != nil {
 			s.keys[m[1]] = v
 		} else if n == "active" {
-			s.active = strings.TrimSpace(string(v))
+			s.active = string(v)
 		} else {
 			continue
 		}
@@ -61,7 +69,7 @@ func parseKeys(data map[string][]byte) *keySet {
 
 // envKeys reads the keys from the environment once, as a process given them through env/envFrom sees them: at
 // start, never again.
-func envKeys(prefix string) *keySet {
+func (n naming) envKeys(prefix string) *keySet {
 	data := map[string][]byte{}
 	for _, kv := range os.Environ() {
 		name, value, _ := strings.Cut(kv, "=")
@@ -69,11 +77,11 @@ func envKeys(prefix string) *keySet {
 			data[rest] = []byte(value)
 		}
 	}
-	return parseKeys(data)
+	return n.parseKeys(data)
 }
 
 // dirKeys reads the keys from a Secret volume: one file per data key (the kubelet's symlinks to ..data included).
-func dirKeys(dir string) (*keySet, error) {
+func (n naming) dirKeys(dir string) (*keySet, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -89,7 +97,7 @@ func dirKeys(dir string) (*keySet, error) {
 		}
 		data[e.Name()] = b
 	}
-	return parseKeys(data), nil
+	return n.parseKeys(data), nil
 }
 
 // keyStore holds the current key set.

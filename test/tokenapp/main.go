@@ -55,15 +55,21 @@ func main() {
 	ttlFlag := flag.String("ttl", "$TOKEN_TTL_SECONDS", "token lifetime in seconds (signer)")
 	skew := flag.Duration("skew", 2*time.Second, "accept a token this long past its exp (verifier)")
 	reload := flag.Duration("reload-every", time.Second, "with --keys=dir: how often the files are checked for a change")
-	drain := flag.Duration("drain", 5*time.Second, "after SIGTERM, keep serving this long (not ready) before exiting")
+	// 15 s, as a well-behaved server's preStop sleep: the EndpointSlice controller and every client take time to
+	// stop sending to a pod that is going away (on a loaded 2-core machine several seconds).
+	drain := flag.Duration("drain", 15*time.Second, "after SIGTERM, keep serving this long (not ready) before exiting")
 	ahead := flag.Duration("clock-ahead", 0, "the signer's clock runs this far ahead (a clock skew between machines): its tokens' iat and exp move with it")
+	style := flag.String("naming", "key.vN", "the keyring's naming style: key.vN or vN (data keys of the other style are not keys)")
 	flag.Parse()
-	if err := run(*role, *keys, *prefix, *listen, *ttlFlag, *skew, *reload, *drain, *ahead); err != nil {
+	if *style != "key.vN" && *style != "vN" {
+		log.Fatalf("tokenapp: --naming %q: want key.vN or vN", *style)
+	}
+	if err := run(naming(*style), *role, *keys, *prefix, *listen, *ttlFlag, *skew, *reload, *drain, *ahead); err != nil {
 		log.Fatalf("tokenapp: %v", err)
 	}
 }
 
-func run(role, keys, prefix, listen, ttlFlag string, skew, reload, drain, ahead time.Duration) error {
+func run(style naming, role, keys, prefix, listen, ttlFlag string, skew, reload, drain, ahead time.Duration) error {
 	if role != "signer" && role != "verifier" {
 		return fmt.Errorf("--role must be signer or verifier, not %q", role)
 	}
@@ -86,15 +92,15 @@ func run(role, keys, prefix, listen, ttlFlag string, skew, reload, drain, ahead 
 	defer stop()
 	switch {
 	case keys == "env":
-		a.install(envKeys(prefix), "env")
+		a.install(style.envKeys(prefix), "env")
 	case strings.HasPrefix(keys, "dir:"):
 		dir := filepath.Join(os.Getenv("RUNNER_ROOT"), strings.TrimPrefix(keys, "dir:"))
-		set, err := dirKeys(dir)
+		set, err := style.dirKeys(dir)
 		if err != nil {
 			return fmt.Errorf("reading the keys: %w", err)
 		}
 		a.install(set, dir)
-		go a.watch(ctx, dir, reload)
+		go a.watch(ctx, style, dir, reload)
 	default:
 		return fmt.Errorf("--keys %q: want env or dir:PATH", keys)
 	}
@@ -126,7 +132,7 @@ func (a *app) install(s *keySet, from string) {
 
 // watch re-reads the volume, as an app that watches its key files does; a half-written update is never seen
 // because the kubelet (and the runner) swap the whole directory at once.
-func (a *app) watch(ctx context.Context, dir string, every time.Duration) {
+func (a *app) watch(ctx context.Context, style naming, dir string, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -134,7 +140,7 @@ func (a *app) watch(ctx context.Context, dir string, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if s, err := dirKeys(dir); err == nil {
+			if s, err := style.dirKeys(dir); err == nil {
 				a.install(s, dir)
 			} else {
 				log.Printf("tokenapp: re-reading the keys: %v", err)

@@ -23,6 +23,9 @@ type Report struct {
 	// Failures are the first reasons.
 	IssueErrors, Unreachable int
 	Failures                 []string
+	// KeyBytesChanged names the keyring's data keys whose bytes changed while the run watched (Driver.Keyring):
+	// every token signed with the old bytes is then refused wherever the new ones arrived.
+	KeyBytesChanged []string
 	// ByKid counts the issued tokens per signing kid.
 	ByKid    map[string]int
 	Duration time.Duration
@@ -36,6 +39,9 @@ func (r *Run) report() Report {
 	rep := Report{Driver: r.d, Issued: r.issued, Presentations: len(r.records), IssueErrors: r.issueErrors, Unreachable: r.unreachable,
 		Failures: append([]string(nil), r.failures...),
 		ByKid:    map[string]int{}, Duration: r.stopped.Sub(r.started), Records: append([]Presentation(nil), r.records...)}
+	if r.stopped.IsZero() { // a report of a run still going
+		rep.Duration = time.Since(r.started)
+	}
 	seen, rejected, expiredRefused := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, p := range r.records {
 		id := p.Issuer + "/" + p.ID
@@ -62,6 +68,12 @@ func (r *Run) report() Report {
 		}
 	}
 	rep.RejectedTokens, rep.ExpiredRejected = len(rejected), len(expiredRefused)
+	for k, digests := range r.keyDigests {
+		if len(digests) > 1 {
+			rep.KeyBytesChanged = append(rep.KeyBytesChanged, k)
+		}
+	}
+	sort.Strings(rep.KeyBytesChanged)
 	return rep
 }
 
@@ -77,7 +89,14 @@ func (r Report) String() string {
 	sort.Strings(kids)
 	return fmt.Sprintf("issued %d, verified %d tokens in %d presentations (%d judged live, %d too close to exp), rejected-unexpired %d (%d tokens), accepted-expired %d, expired-rejected %d tokens, failed attempts %d issue + %d unanswered, by kid [%s], %s (%.1f tokens/s)",
 		r.Issued, r.VerifiedTokens, r.Presentations, r.JudgedLive, r.Ambiguous, r.RejectedUnexpired, r.RejectedTokens, r.AcceptedExpired, r.ExpiredRejected, r.IssueErrors, r.Unreachable,
-		strings.Join(kids, " "), r.Duration.Round(time.Second), float64(r.Issued)/r.Duration.Seconds())
+		strings.Join(kids, " "), r.Duration.Round(time.Second), float64(r.Issued)/r.Duration.Seconds()) + r.keysChanged()
+}
+
+func (r Report) keysChanged() string {
+	if len(r.KeyBytesChanged) == 0 {
+		return ""
+	}
+	return ", KEY BYTES CHANGED: " + strings.Join(r.KeyBytesChanged, " ")
 }
 
 // Rejections describes up to n unexpired tokens that were refused: what a failing test prints.

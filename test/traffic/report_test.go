@@ -90,3 +90,22 @@ func TestDroppedConnectionIsARefusal(t *testing.T) {
 		}
 	}
 }
+
+// A version whose bytes change while its tokens live is named in the report (the third attack on the instrument:
+// the last write of a rotation replaced the active key's bytes, and traffic that stopped before the volumes
+// refreshed reported nothing); a moved "active" is not a change of bytes.
+func TestChangedKeyBytesAreReported(t *testing.T) {
+	r := &Run{keyDigests: map[string]map[[32]byte]bool{}}
+	secret := func(active, v2 string) *corev1.Secret {
+		return &corev1.Secret{Data: map[string][]byte{"active": []byte(active), "key.v1": []byte("one"), "key.v2": []byte(v2)}}
+	}
+	r.noteKeyring(secret("v1", "two"))
+	r.noteKeyring(secret("v2", "two"))
+	if rep := r.report(); len(rep.KeyBytesChanged) != 0 {
+		t.Fatalf("nothing changed bytes: %v", rep.KeyBytesChanged)
+	}
+	r.noteKeyring(secret("v2", "other"))
+	if rep := r.report(); strings.Join(rep.KeyBytesChanged, ",") != "key.v2" || !strings.Contains(rep.String(), "KEY BYTES CHANGED: key.v2") || strings.Contains(rep.String(), "other") {
+		t.Fatalf("report: %v %s", rep.KeyBytesChanged, rep)
+	}
+}

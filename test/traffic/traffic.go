@@ -9,6 +9,7 @@ package traffic
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
@@ -47,6 +49,13 @@ type Driver struct {
 	Concurrency int
 	// Address maps an endpoint's IP to where it is reached from here (default: unchanged).
 	Address func(ip string) string
+	// Settle is how long Stop keeps issuing after the keyring's last change (Keyring; without one, after Stop is
+	// called): a change reaches a pod's mounted files only after the kubelet's refresh delay, so traffic that ends
+	// when the rotation's last command returns would never meet it (the third attack on the instrument).
+	Settle time.Duration
+	// Keyring, when set, names the Secret whose data the run watches: a version's bytes must never change while
+	// tokens signed with it live, and the report names every data key whose bytes did (never the bytes).
+	Keyring string
 }
 
 // Presentation is one answer of a verifier to one token.
@@ -81,18 +90,24 @@ type Run struct {
 	cancel    context.CancelFunc
 	stopWatch context.CancelFunc
 	factory   informers.SharedInformerFactory
-	wg        sync.WaitGroup
-	client    *http.Client
-	sem       chan struct{}
-	mu        sync.Mutex
-	records   []Presentation
-	issued    int
+	// keyFactory watches the keyring Secret (Driver.Keyring), nil without one.
+	keyFactory informers.SharedInformerFactory
+	wg         sync.WaitGroup
+	client     *http.Client
+	sem        chan struct{}
+	mu         sync.Mutex
+	records    []Presentation
+	issued     int
 	// issueErrors counts attempts to get a token that got none; unreachable counts presentations no verifier
 	// answered in any attempt (each failed attempt is also recorded as a refusal); failures keeps the first reasons.
 	issueErrors, unreachable int
 	failures                 []string
 	started, stopped         time.Time
 	endpoints                *endpointSet
+	// keyDigests are the distinct digests each keyring data key had while the run watched it.
+	keyDigests map[string]map[[32]byte]bool
+	// keyChanged is when the keyring Secret was last seen changed.
+	keyChanged time.Time
 }
 
 // Start begins issuing tokens and presenting them.
@@ -111,7 +126,7 @@ func (d Driver) Start(ctx context.Context) (*Run, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &Run{d: d, cancel: cancel, stopWatch: stopWatch, sem: make(chan struct{}, d.Concurrency), started: time.Now(),
 		client:    &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16, DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}},
-		endpoints: newEndpointSet(d.Address)}
+		endpoints: newEndpointSet(d.Address), keyDigests: map[string]map[[32]byte]bool{}}
 	factory := informers.NewSharedInformerFactoryWithOptions(d.Client, 0, informers.WithNamespace(d.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.LabelSelector = discoveryv1.LabelServiceName + " in (" + d.Signer + "," + d.Verifier + ")"
@@ -123,7 +138,20 @@ func (d Driver) Start(ctx context.Context) (*Run, error) {
 		DeleteFunc: func(o any) { r.endpoints.update(o, true) },
 	})
 	factory.Start(watchCtx.Done())
-	if !cache.WaitForCacheSync(watchCtx.Done(), inf.HasSynced) {
+	synced := []cache.InformerSynced{inf.HasSynced}
+	if d.Keyring != "" {
+		keys := informers.NewSharedInformerFactoryWithOptions(d.Client, 0, informers.WithNamespace(d.Namespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + d.Keyring }))
+		secrets := keys.Core().V1().Secrets().Informer()
+		_, _ = secrets.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    r.noteKeyring,
+			UpdateFunc: func(_, o any) { r.noteKeyring(o) },
+		})
+		keys.Start(watchCtx.Done())
+		synced = append(synced, secrets.HasSynced)
+		r.keyFactory = keys
+	}
+	if !cache.WaitForCacheSync(watchCtx.Done(), synced...) {
 		cancel()
 		stopWatch()
 		return nil, fmt.Errorf("traffic: EndpointSlices of %s/%s not synced", d.Namespace, d.Signer)
@@ -137,9 +165,22 @@ func (d Driver) Start(ctx context.Context) (*Run, error) {
 	return r, nil
 }
 
-// Stop stops issuing, waits until every token issued so far has had its last presentation (after its expiry),
-// and returns the report.
+// Stop keeps issuing for Settle, then stops issuing, waits until every token issued so far has had its last
+// presentation (after its expiry), and returns the report.
 func (r *Run) Stop() Report {
+	r.mu.Lock()
+	until := time.Now().Add(r.d.Settle)
+	if !r.keyChanged.IsZero() {
+		until = r.keyChanged.Add(r.d.Settle)
+	}
+	r.mu.Unlock()
+	time.Sleep(time.Until(until))
+	return r.StopNow()
+}
+
+// StopNow is Stop without the settle: for a run whose purpose was met when the caller's last step returned (a
+// control that must show a break).
+func (r *Run) StopNow() Report {
 	r.mu.Lock()
 	r.stopped = time.Now()
 	r.mu.Unlock()
@@ -147,7 +188,31 @@ func (r *Run) Stop() Report {
 	r.wg.Wait()
 	r.stopWatch()
 	r.factory.Shutdown()
+	if r.keyFactory != nil {
+		r.keyFactory.Shutdown()
+	}
 	return r.report()
+}
+
+// noteKeyring records the digest of every versioned data key of the keyring Secret ("active" names a version and
+// may change).
+func (r *Run) noteKeyring(o any) {
+	s, ok := o.(*corev1.Secret)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keyChanged = time.Now()
+	for k, v := range s.Data {
+		if k == "active" {
+			continue
+		}
+		if r.keyDigests[k] == nil {
+			r.keyDigests[k] = map[[32]byte]bool{}
+		}
+		r.keyDigests[k][sha256.Sum256(v)] = true
+	}
 }
 
 func (r *Run) issueLoop(ctx context.Context) {
