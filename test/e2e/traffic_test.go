@@ -52,13 +52,6 @@ const minTrafficSpan = 135 * time.Second
 // while tokens are still being issued and checked.
 const trafficSettle = 95 * time.Second
 
-// verifierMinReady slows the verifiers' rollouts down in the tests whose only witness of the order of a rotation's
-// steps is the traffic (CronJob, emergency, aborts): 2 replicas, each counted available only after 15 s ready, so a
-// rotation that promotes before the verifiers' rollout finished meets old verifiers for many seconds, not for the
-// instant the box's fast rollouts would leave (the third attack on the instrument: a rotation that waited for the
-// signers' rollout only passed). TestFullRotation checks that order on the pods themselves.
-const verifierMinReady = 15 * time.Second
-
 // trafficDriver is the traffic every rotation test measures with: 60 s tokens issued at a steady rate, each
 // presented at once, every 15 s, just before it expires and once after (2 s skew, as the token app's verifiers
 // allow; see traffic.Driver's schedule), the keyring's bytes watched.
@@ -120,14 +113,10 @@ func assertNoTokenRejected(t *testing.T, name string, rep traffic.Report, kids .
 	}
 }
 
-// trafficRelease installs the example chart as release "app" with the token app running both sides (verifier
-// rollouts slowed by verifierMinReady unless app says otherwise), and starts the traffic. extra are further install
-// flags.
+// trafficRelease installs the example chart as release "app" with the token app running both sides, and starts
+// the traffic. extra are further install flags.
 func trafficRelease(ctx context.Context, t *testing.T, h *testcluster.Helm, ns string, app testcluster.TokenApp, extra ...string) *traffic.Run {
 	t.Helper()
-	if app.VerifierMinReady == 0 {
-		app.VerifierMinReady = verifierMinReady
-	}
 	args := append(append([]string{"--set", "tokenTtlSeconds=60", "--wait", "--timeout", "3m"}, app.Values()...), extra...)
 	if out, err := installExample(ctx, h, ns, "app", args...); err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
