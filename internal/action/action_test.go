@@ -417,6 +417,28 @@ func TestRollbackForgetsARefusedRollback(t *testing.T) {
 	}
 }
 
+// The rotation id a rollback passes as the chart's request is recorded as served: the rolled-back values keep it,
+// and a later --reuse-values upgrade, once another rotation ran, must not take it for a new request.
+func TestRollbackRecordsItsRequest(t *testing.T) {
+	f, c := fixture(actiontest.Keyring(secret, 2, 1, withTTL(waitingUntil(actiontest.Now.Add(time.Hour)))), actiontest.Release("app", 1, "superseded", nil), actiontest.Release("app", 2, "deployed", nil))
+	f.Helm.Answer = func(_ string, args []string) (string, int) {
+		if args[0] == "version" {
+			return "v4.3.1", 0
+		}
+		return "rotate-key-guard", 0
+	}
+	rb := action.Rollback{Target: target, Revision: 1, Chart: "./c"}
+	if err := rb.Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if got := liveSecret(t, f, secret).Annotations[rotation.AnnoRequests]; got != "r1" {
+		t.Fatalf("requests-started %q, want the rotation id r1", got)
+	}
+	if last := f.Helm.Calls[len(f.Helm.Calls)-1]; !strings.Contains(last, "rotate-key.rotation.request=r1") {
+		t.Fatalf("ran %s", last)
+	}
+}
+
 func TestRollbackStuckWithNothingDeployed(t *testing.T) {
 	f, c := fixture(actiontest.Release("app", 1, "failed", nil), actiontest.Release("app", 2, "pending-rollback", nil))
 	f.Helm.Answer = func(string, []string) (string, int) { return "", 0 }

@@ -181,9 +181,19 @@ func (a *Rollback) Run(ctx context.Context, c *Config) error {
 		"--description", fmt.Sprintf("rotate-key rollback to revision %d (keyring kept)", a.Revision)}, c.Settings.ClusterFlags(a.Namespace)...)
 	// The old values may carry an older rotation request; the current rotation's id keeps the hooks from
 	// starting a rotation nobody asked for.
+	// That id stays in the release's values, and a later upgrade with --reuse-values passes it again: once the
+	// rotation id changed (the next rotation), the hooks would take it for a new request. Recording it among the
+	// requests that started a rotation makes it one that never starts another (the twelfth cold read: a prune
+	// upgrade after an emergency started a rotation nobody asked for).
 	if secret, err := target.Secret(ctx); err == nil {
 		if st, err := rotation.ParseState(secret.Annotations); err == nil && st.RotationID != "" {
 			args = append(args, "--set", RequestValue+"="+st.RotationID)
+			if !rotation.RequestStarted(secret.Annotations, rotation.State{}, st.RotationID) {
+				secret.Annotations[rotation.AnnoRequests] = rotation.RecordRequest(secret.Annotations, st.RotationID)
+				if _, err := target.UpdateSecret(ctx, secret); err != nil {
+					return fmt.Errorf("recording rotation %s as a request already served (so the rolled-back values never start another): %w", st.RotationID, err)
+				}
+			}
 		}
 	}
 	guardArgs, err := guardPostRenderer(ctx, c, a.Release, a.Namespace)
