@@ -329,9 +329,15 @@ func partA(t *testing.T, p *runbookPass) {
 	p.expectKeyring(t, "active,key.v2", 2, rotation.Idle)
 	p.pasteID(t, "WHERE", 0)
 	for _, b := range p.sectionBlocks("Exposure notes") {
+		if b.ID == "PRUNE" { // CHART is what the release is deployed from
+			b.Code = strings.Replace(b.Code, " CHART ", " "+exampleChart()+" ", 1)
+		}
 		if out := p.paste(t, b, 0); !strings.Contains(out, "sh.helm.release.v1."+p.release) {
 			t.Fatalf("the exposure notes must list the release records:\n%s", out)
 		}
+	}
+	if records := releaseKeyrings(t, p.ns, p.release, p.secret); len(records) != 1 || records[0] != "active,key.v2" {
+		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
 	}
 }
 
