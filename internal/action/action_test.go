@@ -344,16 +344,19 @@ func TestGuardFindsTheKeyringByName(t *testing.T) {
 	}
 }
 
+// helm4WithGuard answers as Helm 4 with the guard plugin installed, and every other command succeeds.
+func helm4WithGuard(_ string, args []string) (string, int) {
+	if args[0] == "version" {
+		return "v4.3.1", 0
+	}
+	return "rotate-key-guard", 0
+}
+
 // Rollback computes the previous revision, refuses the current or a later one, and clears a pending-rollback left
 // by a refused helm rollback before upgrading.
 func TestRollbackRevisions(t *testing.T) {
 	f, c := fixture(actiontest.Release("app", 1, "superseded", map[string]any{"replicas": 1}), actiontest.Release("app", 2, "deployed", nil))
-	f.Helm.Answer = func(_ string, args []string) (string, int) {
-		if args[0] == "version" {
-			return "v4.3.1", 0
-		}
-		return "rotate-key-guard", 0
-	}
+	f.Helm.Answer = helm4WithGuard
 	rb := action.Rollback{Target: target, Chart: "./c"}
 	if err := rb.Run(context.Background(), c); err != nil || rb.Revision != 1 {
 		t.Fatalf("%v, revision %d", err, rb.Revision)
@@ -389,12 +392,7 @@ func TestRollbackForgetsARefusedRollback(t *testing.T) {
 			job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "app-rotate-key-guard-rollback", Namespace: actiontest.Namespace, CreationTimestamp: metav1.NewTime(actiontest.Now.Add(-tc.jobAge))},
 				Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}}}
 			f, c := fixture(actiontest.Release("app", 1, "superseded", nil), actiontest.Release("app", 2, "deployed", nil), pending, job)
-			f.Helm.Answer = func(_ string, args []string) (string, int) {
-				if args[0] == "version" {
-					return "v4.3.1", 0
-				}
-				return "rotate-key-guard", 0
-			}
+			f.Helm.Answer = helm4WithGuard
 			rb := action.Rollback{Target: target, Revision: 1, Chart: "./c"}
 			if err := rb.Run(context.Background(), c); err != nil {
 				t.Fatal(err)
@@ -421,12 +419,7 @@ func TestRollbackForgetsARefusedRollback(t *testing.T) {
 // and a later --reuse-values upgrade, once another rotation ran, must not take it for a new request.
 func TestRollbackRecordsItsRequest(t *testing.T) {
 	f, c := fixture(actiontest.Keyring(secret, 2, 1, withTTL(waitingUntil(actiontest.Now.Add(time.Hour)))), actiontest.Release("app", 1, "superseded", nil), actiontest.Release("app", 2, "deployed", nil))
-	f.Helm.Answer = func(_ string, args []string) (string, int) {
-		if args[0] == "version" {
-			return "v4.3.1", 0
-		}
-		return "rotate-key-guard", 0
-	}
+	f.Helm.Answer = helm4WithGuard
 	rb := action.Rollback{Target: target, Revision: 1, Chart: "./c"}
 	if err := rb.Run(context.Background(), c); err != nil {
 		t.Fatal(err)
