@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -135,6 +136,33 @@ func (r *recorder) catchUp(t *testing.T, ns string) {
 }
 
 // firstSecret returns the sequence number of the first Secret event matching f (0 if none).
+// alivePods are the pods the recorder has seen created and not deleted.
+func (r *recorder) alivePods() map[types.UID]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[types.UID]bool{}
+	for uid, p := range r.pods {
+		if p.deleted == 0 {
+			out[uid] = true
+		}
+	}
+	return out
+}
+
+// survivors names the pods of set that were still running when event seq happened.
+func (r *recorder) survivors(set map[types.UID]bool, seq int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for uid, p := range r.pods {
+		if set[uid] && (p.deleted == 0 || p.deleted > seq) {
+			out = append(out, p.name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 func (r *recorder) firstSecret(f func(secretSeen) bool) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -223,14 +251,7 @@ func fullRotation(t *testing.T, major int, hooks bool) {
 	}
 	rec := watchNamespace(ctx, t, ns, "app-requests-proxy-admin")
 	time.Sleep(500 * time.Millisecond) // the watches' initial ADDED events
-	rec.mu.Lock()
-	preAdd := map[types.UID]bool{}
-	for uid, p := range rec.pods {
-		if p.deleted == 0 {
-			preAdd[uid] = true
-		}
-	}
-	rec.mu.Unlock()
+	preAdd := rec.alivePods()
 	if len(preAdd) != pods {
 		t.Fatalf("want %d pods before the rotation, saw %d", pods, len(preAdd))
 	}
@@ -247,12 +268,12 @@ func fullRotation(t *testing.T, major int, hooks bool) {
 	if added == 0 || promoted == 0 || promoted < added {
 		t.Fatalf("secret events: added at %d, promoted at %d", added, promoted)
 	}
+	if left := rec.survivors(preAdd, promoted); len(left) != 0 {
+		t.Errorf("pods from before the add were still running when v2 was promoted: %v", left)
+	}
 	rec.mu.Lock()
 	var alive []types.UID
 	for uid, p := range rec.pods {
-		if preAdd[uid] && (p.deleted == 0 || p.deleted > promoted) {
-			t.Errorf("pod %s from before the add was still running when v2 was promoted", p.name)
-		}
 		if p.added < promoted && p.added > added && (p.deleted == 0 || p.deleted > promoted) {
 			alive = append(alive, uid)
 		}

@@ -197,6 +197,11 @@ func TestTrafficCronJob(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The order of the steps, on the pods themselves: a rotation that promotes while the verifiers' rollout
+			// still runs can pass the traffic (the third attack on the instrument injected one, and it did).
+			rec := watchNamespace(ctx, t, ns, "app-requests-proxy-admin")
+			time.Sleep(500 * time.Millisecond) // the watches' initial ADDED events
+			preAdd := rec.alivePods()
 			for i, want := range []rotation.Phase{rotation.Waiting, rotation.Idle} {
 				job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-rotate-key-%d", i), Labels: cron.Spec.JobTemplate.Labels}, Spec: cron.Spec.JobTemplate.Spec}
 				if _, err := cluster.Client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
@@ -208,6 +213,11 @@ func TestTrafficCronJob(t *testing.T) {
 					t.Fatalf("CronJob's Job %d: %s; phase %s (want %s) keys %v active %s\n%s", i, outcome, st.Phase, want, keys, active, cluster.PodLogs(ns, pod.Name))
 				}
 				if want == rotation.Waiting {
+					rec.catchUp(t, ns)
+					promoted := rec.firstSecret(func(s secretSeen) bool { return s.active == "v2" })
+					if left := rec.survivors(preAdd, promoted); promoted == 0 || len(preAdd) == 0 || len(left) != 0 {
+						t.Errorf("promoted at event %d; of the %d pods from before the add, these were still running then: %v", promoted, len(preAdd), left)
+					}
 					time.Sleep(time.Until(st.RetireAfter) + time.Second)
 				}
 			}
