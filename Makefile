@@ -84,7 +84,7 @@ bench: build tools $(KUSTOMIZE) ## benchmarks (offline, kustomize, cluster: onli
 # Run in the package's folder (go test's local directory mode) so that the progress lines and every traffic run's
 # figures are printed as they come, not only when the package fails.
 e2e: tools ## tests against the cluster-in-a-box with the real Helm 3 and Helm 4 CLIs
-	cd test/e2e && $(GO) test -count=1 -parallel 4 -timeout 35m $(E2EFLAGS)
+	cd test/e2e && $(GO) test -count=1 -parallel 4 -timeout 50m $(E2EFLAGS)
 
 test: ## everything CI runs: lint, unit tests, fuzz smoke, e2e (prints how long tools and tests took)
 	@t0=$$(date +%s); $(MAKE) --no-print-directory tools $(STATICCHECK); t1=$$(date +%s); \
