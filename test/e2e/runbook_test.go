@@ -468,12 +468,7 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.pasteID(t, "REPAIR", 0)
 	p.refused(t, "EXTRA", "removing a version before the restart the repair needs")
 	restart(t, p)
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "leaked versions are back") || !strings.Contains(where, "next:    block EXTRA") {
-		t.Fatalf("Where am I? must send the leaked version back to EXTRA:\n%s", where)
-	}
-	if out := p.pasteID(t, "EXTRA", 0); !strings.Contains(out, "removed key.v2") {
-		t.Fatalf("EXTRA must remove a leaked version at once:\n%s", out)
-	}
+	p.extraRemoves(t, "leaked versions are back", "key.v2")
 	p.expectKeyring(t, "active,key.v3", 3, rotation.Idle)
 	restart(t, p)
 	if out := p.pasteID(t, "B1", 0); !strings.Contains(out, "added key.v4") {
@@ -652,12 +647,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "retired v3, but it is back") || !strings.Contains(where, "next:    block EXTRA") {
-		t.Fatalf("Where am I? must send a returned retired version to EXTRA:\n%s", where)
-	}
-	if out := p.pasteID(t, "EXTRA", 0); !strings.Contains(out, "removed v3") {
-		t.Fatalf("EXTRA:\n%s", out)
-	}
+	p.extraRemoves(t, "retired v3, but it is back", "v3")
 	p.expectKeyring(t, "active,v4", 4, rotation.Idle)
 	restart(t, p)
 
@@ -671,6 +661,18 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	records := releaseKeyrings(t, p.ns, p.release, p.secret)
 	if len(records) != 1 || records[0] != "active,v4" {
 		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
+	}
+}
+
+// extraRemoves checks that Where am I? warns with warning and sends to block EXTRA, and that EXTRA then removes the
+// data key removed.
+func (p *runbookPass) extraRemoves(t *testing.T, warning, removed string) {
+	t.Helper()
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, warning) || !strings.Contains(where, "next:    block EXTRA") {
+		t.Fatalf("Where am I? must warn %q and send to EXTRA:\n%s", warning, where)
+	}
+	if out := p.pasteID(t, "EXTRA", 0); !strings.Contains(out, "removed "+removed) {
+		t.Fatalf("EXTRA must remove %s:\n%s", removed, out)
 	}
 }
 
