@@ -50,7 +50,7 @@ func planHookUpgrade(st rotation.State, k *keyring.Keyring, now time.Time, start
 		u.Request = newID(now)
 		id = u.Request
 	}
-	u.Description = fmt.Sprintf("rotate-key: rotation %s: %s (hook Jobs)", id, rotation.UpgradeDescription(t, rotation.PlanFacts{From: st.From, To: st.To, Next: k.Newest() + 1, Phase: st.Phase}))
+	u.Description = fmt.Sprintf("rotate-key: rotation %s: %s (hook Jobs)", id, rotation.UpgradeDescription(t, rotation.PlanFacts{From: st.From, To: st.To, Next: st.NextVersion(k.Newest()), Phase: st.Phase}))
 	return u, true
 }
 

@@ -188,7 +188,7 @@ func emergencyCost(st rotation.State, k *keyring.Keyring, reason string) string 
 	}
 	return fmt.Sprintf("EMERGENCY ROTATION — cost: a fresh %s is added and rolled out, then promoted and rolled out; then %s are removed at once.\n"+
 		"Every live token signed with %s is REJECTED from that moment (a few minutes from now): clients must get a new token.",
-		keyring.Kid(k.Newest()+1), strings.Join(kids, ", "), strings.Join(kids, " or "))
+		keyring.Kid(st.NextVersion(k.Newest())), strings.Join(kids, ", "), strings.Join(kids, " or "))
 }
 
 // confirmed reads one answer line: only y or yes proceeds.

@@ -91,7 +91,9 @@ helm rollback would re-apply that revision's stored manifest, keyring Secret inc
 removes the new key or reverts active, and every token signed since is rejected (the chart's pre-rollback guard
 refuses it). rotate-key rollback instead upgrades the release with that revision's stored chart and values, so the
 chart renders the keyring from the live Secret, with the guard wired in. helm history shows it as a new revision
-described "rotate-key rollback to revision N (keyring kept)". REVISION defaults to the previous one.
+described "rotate-key rollback to revision N (keyring kept)". REVISION defaults to the previous one. Like every
+upgrade of a chart built on the rotate-key library, it runs the chart's hook Jobs, and they carry a rotation in
+progress forward (e.g. from RolledOut to Waiting; after retire-after they finish it).
 
 A release left pending-rollback by a helm rollback that the chart's guard hook refused is cleared first: that
 rollback applied nothing, so its revision's record is deleted (needs delete on Secrets, or on ConfigMaps with

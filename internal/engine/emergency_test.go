@@ -160,3 +160,28 @@ func TestNoConfiguredTTLRefusesARotation(t *testing.T) {
 		t.Fatalf("an emergency needs no TTL: %v %+v", err, res.State)
 	}
 }
+
+// A version an abort removed before its promotion is never given to a new key: other bytes under that number may
+// still sit in Helm's release records (which the runbook's REPAIR restores from) or in a pod's memory.
+func TestAVersionAnAbortRemovedIsNeverReused(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t, 11)
+	s.advance(2 * time.Second)
+	if res, err := simEngine(s, "r1", "add").Run(ctx, true); err != nil || res.State.Phase != rotation.KeyAdded || res.State.To != 2 {
+		t.Fatalf("the add hook must add v2: %v %+v", err, res.State)
+	}
+	if res, err := simEngine(s, "r1").Abort(ctx); err != nil || res.State.Phase != rotation.Idle {
+		t.Fatalf("abort before the promotion: %v %+v", err, res.State)
+	}
+	if got := keyring.DataKeys(s.secretData()); got != "active,key.v1" {
+		t.Fatalf("the abort must remove v2: %s", got)
+	}
+	s.advance(2 * time.Second)
+	res, err := simEngine(s, "r2").Run(ctx, true)
+	if err != nil || res.State.To != 3 {
+		t.Fatalf("the next rotation must add v3, not reuse v2: %v %+v", err, res.State)
+	}
+	if got := keyring.DataKeys(s.secretData()); got != "active,key.v1,key.v3" {
+		t.Fatalf("keyring after the next rotation: %s", got)
+	}
+}

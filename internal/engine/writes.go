@@ -37,7 +37,7 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 			}
 		}
 		id := e.newRotationID(now, emergency != "")
-		c, v, err := k.Add(e.Rand)
+		c, v, err := k.Add(e.Rand, st.NextVersion(k.Newest()))
 		if err != nil {
 			return w, err
 		}

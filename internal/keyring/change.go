@@ -32,9 +32,12 @@ func Apply(data map[string][]byte, c Change) map[string][]byte {
 	return out
 }
 
-// Add creates version Newest()+1 in the keyring's style and encoding, leaving `active` alone.
-func (k *Keyring) Add(rand io.Reader) (Change, int, error) {
-	v := k.Newest() + 1
+// Add creates version v in the keyring's style and encoding, leaving `active` alone. v must be above every present
+// version (rotation.State.NextVersion says which: never a number used before).
+func (k *Keyring) Add(rand io.Reader, v int) (Change, int, error) {
+	if v <= k.Newest() {
+		return Change{}, 0, violation(k.Secret, RuleTransition, fmt.Sprintf("cannot add %s: %s is present", Kid(v), Kid(k.Newest())), "add a version above the newest")
+	}
 	key, err := k.Encoding.Generate(rand)
 	if err != nil {
 		return Change{}, 0, fmt.Errorf("generating key %s for %s: %w", Kid(v), k.Secret, err)

@@ -180,7 +180,10 @@ func TestTransitionsPatchOnlyWhatTheyChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	add, v, err := k.Add(rand.Reader)
+	if _, _, err := k.Add(rand.Reader, 1); err == nil {
+		t.Fatal("Add must refuse a version that is present")
+	}
+	add, v, err := k.Add(rand.Reader, 2)
 	if err != nil || v != 2 || add.Summary != "add key.v2" {
 		t.Fatalf("Add: %v %d %q", err, v, add.Summary)
 	}
@@ -255,7 +258,7 @@ func FuzzParse(f *testing.F) {
 		if _, ok := k.Keys[k.Active]; !ok {
 			t.Fatal("parsed keyring whose active key is missing")
 		}
-		c, _, err := k.Add(rand.Reader)
+		c, _, err := k.Add(rand.Reader, k.Newest()+1)
 		if err != nil {
 			t.Fatal(err)
 		}

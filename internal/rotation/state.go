@@ -69,6 +69,14 @@ func (s State) Aborted() bool { return s.From > s.To }
 // InProgress reports whether a rotation has started and not finished.
 func (s State) InProgress() bool { return s.Phase != Idle }
 
+// NextVersion is the version the next rotation adds to a keyring whose newest version is newest: one above it and
+// above both versions the last rotation named. A number that an abort removed again before its promotion is never
+// given to a new key: its old bytes may still sit in Helm's release records (which the runbook's REPAIR restores
+// from) or in a running pod's memory, where nothing could tell the two keys apart.
+func (s State) NextVersion(newest int) int {
+	return max(newest, s.From, s.To) + 1
+}
+
 // ParseState reads the state annotations; a Secret without them is Idle.
 func ParseState(annotations map[string]string) (State, error) {
 	s := State{Phase: Idle}

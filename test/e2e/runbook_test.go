@@ -11,7 +11,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -329,8 +331,11 @@ func partA(t *testing.T, p *runbookPass) {
 	p.expectKeyring(t, "active,key.v2", 2, rotation.Idle)
 	p.pasteID(t, "WHERE", 0)
 	for _, b := range p.sectionBlocks("Exposure notes") {
-		if b.ID == "PRUNE" { // CHART is what the release is deployed from
-			b.Code = strings.Replace(b.Code, " CHART ", " "+exampleChart()+" ", 1)
+		if b.ID == "PRUNE" { // CHART is what the release is deployed from: the block asks for it first
+			if out := p.paste(t, b, 1); !strings.Contains(out, "CHART is not set") {
+				t.Fatalf("PRUNE without CHART must stop and ask for it:\n%s", out)
+			}
+			p.shell.Env = append(p.shell.Env, "CHART="+exampleChart())
 		}
 		if out := p.paste(t, b, 0); !strings.Contains(out, "sh.helm.release.v1."+p.release) {
 			t.Fatalf("the exposure notes must list the release records:\n%s", out)
@@ -428,14 +433,14 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.refused(t, "B3", "promote twice")
 	p.refused(t, "ABORT-BEFORE", "abort-before after the promotion")
 	p.pasteID(t, "B2", 0)
-	p.expectKeyring(t, "active,key.v1,key.v2", 2, rotation.Waiting)
+	p.expectKeyring(t, "active,key.v1,key.v3", 3, rotation.Waiting) // v2 was removed by the abort: never reused
 	p.refused(t, "B5", "retire before retire-after")
 	p.refused(t, "B1", "add while waiting")
 	p.pasteID(t, "ABORT-AFTER", 0)
 	p.pasteID(t, "B2", 0)
-	st := p.expectKeyring(t, "active,key.v1,key.v2", 1, rotation.Waiting)
-	if st.From != 2 || st.To != 1 {
-		t.Fatalf("after the abort v2 must wait to be retired: %+v", st)
+	st := p.expectKeyring(t, "active,key.v1,key.v3", 1, rotation.Waiting)
+	if st.From != 3 || st.To != 1 {
+		t.Fatalf("after the abort v3 must wait to be retired: %+v", st)
 	}
 	p.plugin(t, 3, "run", p.release, "--yes", "--local")
 	p.refused(t, "ABORT-AFTER", "abort the abort")
@@ -447,7 +452,7 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.pasteID(t, "B3", 0)
 	p.refused(t, "ABORT-AFTER", "undo an emergency after its promotion (a leaked key active again)")
 	p.follow(t, "B2")
-	st = p.expectKeyring(t, "active,key.v3", 3, rotation.Idle)
+	st = p.expectKeyring(t, "active,key.v4", 4, rotation.Idle)
 	if st.Emergency == "" {
 		t.Fatal("the emergency was not recorded")
 	}
@@ -460,7 +465,7 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	}
 	// 'active' points at the leaked version again: that comes first (REPAIR, RESTART); then the leaked version goes
 	// at once (EXTRA after an emergency does not wait for its tokens to expire).
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "finished with v3 active, but 'active' names v2") || !strings.Contains(where, "next:    block REPAIR") {
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "finished with v4 active, but 'active' names v2") || !strings.Contains(where, "next:    block REPAIR") {
 		t.Fatalf("Where am I? must lead with the moved active key:\n%s", where)
 	}
 	p.refused(t, "B1", "a rotation while 'active' is moved")
@@ -469,9 +474,9 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.refused(t, "EXTRA", "removing a version before the restart the repair needs")
 	restart(t, p)
 	p.extraRemoves(t, "leaked versions are back", "key.v2")
-	p.expectKeyring(t, "active,key.v3", 3, rotation.Idle)
+	p.expectKeyring(t, "active,key.v4", 4, rotation.Idle)
 	restart(t, p)
-	if out := p.pasteID(t, "B1", 0); !strings.Contains(out, "added key.v4") {
+	if out := p.pasteID(t, "B1", 0); !strings.Contains(out, "added key.v5") {
 		t.Fatalf("B1 must not reuse a version number:\n%s", out)
 	}
 }
@@ -563,6 +568,9 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
 	p.pasteID(t, "EMERGENCY-A", 0) // the same command pasted again: nothing more happens
 	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "may still hold the leaked keys: block PRUNE") {
+		t.Fatalf("after an emergency Where am I? must remind of the leaked keys in Helm's release records:\n%s", where)
+	}
 
 	// The forbidden helm rollback on Helm 3 (a chart without the library): an upgrade renders v3, a rollback to the
 	// install's revision then deletes v3 and makes v1 active again — and Helm reports success. Where am I? must lead
@@ -580,12 +588,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	}
 	p.refused(t, "B1", "a rotation while the active key is lost")
 	p.refused(t, "RESTART", "a restart before the lost key is back")
-	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "helm -n "+p.ns+" rollback "+p.release) {
-		t.Fatalf("REPAIR must print the roll forward:\n%s", out)
-	}
-	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "2"); err != nil {
-		t.Fatalf("roll forward: %v\n%s", err, out)
-	}
+	p.rollForward(t, 2) // the upgrade's record is the one that rendered v3
 	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
 	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "WARNING") || !strings.Contains(where, "next:    block RESTART") {
 		t.Fatalf("after rolling forward the keyring is whole again, and the consumers must restart first:\n%s", where)
@@ -594,12 +597,35 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	// Pods that started while v3 was gone hold the wrong keyring: RESTART replaces every consumer's pods.
 	restart(t, p)
 
-	// A rollback during a rotation (helm history: 1 install v1, 2 upgrade v3, 3 rollback to 1, 4 rollback to 2): in
-	// RolledOut it removes v3, the ACTIVE key, and makes v1 active; v4 (never rendered) stays. No block may act on the
-	// state, and the repair must not point 'active' at the missing key.
+	// A rollback before the promotion that removes the new key (helm history: 1 install v1, 2 upgrade v3, 3 rollback
+	// to 1, 4 rollback to 2, 5 upgrade v3+v4, 6 rollback to 4): v4 never signed, so the rotation ends (ABORT-BEFORE)
+	// and the next one takes a number never used, v5 — v4's bytes still sit in revision 5's record.
+	p.pasteID(t, "B1", 0)
+	p.expectKeyring(t, "active,v3,v4", 3, rotation.KeyAdded)
+	if out, err := p.h.Run(ctx, "-n", p.ns, "upgrade", p.release, runbookChart("runbook-plain"), "--reuse-values"); err != nil {
+		t.Fatalf("upgrade: %v\n%s", err, out)
+	}
+	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "4"); err != nil {
+		t.Fatalf("Helm 3 rollback: %v\n%s", err, out)
+	}
+	p.expectKeyring(t, "active,v3", 3, rotation.KeyAdded)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "v4, the new version of rotation") || !strings.Contains(where, "next:    block ABORT-BEFORE") {
+		t.Fatalf("Where am I? must send a rotation whose new key is gone to ABORT-BEFORE:\n%s", where)
+	}
+	for _, id := range []string{"B2", "B3", "REPAIR"} {
+		p.refused(t, id, "a step of a rotation whose new key is gone")
+	}
+	if out := p.pasteID(t, "ABORT-BEFORE", 0); !strings.Contains(out, "v4 was already gone") {
+		t.Fatalf("ABORT-BEFORE must end the rotation whose new key is gone:\n%s", out)
+	}
+	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
+
+	// A rollback during a rotation (7 rollback to 1): in RolledOut it removes v3, the ACTIVE key, and makes v1 active;
+	// v5 (never rendered) stays. No block may act on the state, and the repair must not point 'active' at the missing
+	// key. The newest record that renders v3 is revision 6 (revision 5 renders it too, beside v4's old bytes).
 	p.pasteID(t, "B1", 0)
 	p.pasteID(t, "B2", 0)
-	p.expectKeyring(t, "active,v3,v4", 3, rotation.RolledOut)
+	p.expectKeyring(t, "active,v3,v5", 3, rotation.RolledOut)
 	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "1"); err != nil {
 		t.Fatalf("Helm 3 rollback: %v\n%s", err, out)
 	}
@@ -609,38 +635,35 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	for _, id := range []string{"B3", "B2", "ABORT-BEFORE", "RESTART"} {
 		p.refused(t, id, "a step while the active key is lost")
 	}
-	p.pasteID(t, "REPAIR", 0)
-	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "4"); err != nil {
-		t.Fatalf("roll forward: %v\n%s", err, out)
-	}
-	p.expectKeyring(t, "active,v3,v4", 3, rotation.RolledOut)
+	p.rollForward(t, 6)
+	p.expectKeyring(t, "active,v3,v5", 3, rotation.RolledOut)
 	p.refused(t, "B3", "a promotion before the restart the repair needs")
 	restart(t, p)
 	p.pasteID(t, "B3", 0)
 	p.pasteID(t, "B2", 0)
-	before := p.expectKeyring(t, "active,v3,v4", 4, rotation.Waiting)
+	before := p.expectKeyring(t, "active,v3,v5", 5, rotation.Waiting)
 
 	// 'active' moved back to v3 while the rotation waits (a rollback or a hand edit): a signer that starts now signs
 	// with v3, so v3 must not be retired until the TTL has passed since every such pod was restarted.
 	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"active":"djM="}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "needs v4 active, but 'active' names v3") || !strings.Contains(where, "next:    block REPAIR") {
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "needs v5 active, but 'active' names v3") || !strings.Contains(where, "next:    block REPAIR") {
 		t.Fatalf("Where am I? must lead with the moved active key:\n%s", where)
 	}
 	for _, id := range []string{"B5", "ABORT-AFTER", "RESTART", "B1"} {
 		p.refused(t, id, "a step while 'active' is moved")
 	}
 	p.pasteID(t, "REPAIR", 0)
-	p.expectKeyring(t, "active,v3,v4", 4, rotation.Waiting)
+	p.expectKeyring(t, "active,v3,v5", 5, rotation.Waiting)
 	p.refused(t, "B5", "a retirement before the restart the repair needs")
 	restart(t, p)
-	after := p.expectKeyring(t, "active,v3,v4", 4, rotation.Waiting)
+	after := p.expectKeyring(t, "active,v3,v5", 5, rotation.Waiting)
 	if !after.RetireAfter.After(before.RetireAfter) || after.RetireAfter.Before(time.Now().Add(60*time.Second)) {
 		t.Fatalf("after the restart v3 may be retired no sooner than the TTL after it: retire-after %s, before the repair %s", after.RetireAfter, before.RetireAfter)
 	}
 	p.follow(t, "B4")
-	p.expectKeyring(t, "active,v4", 4, rotation.Idle)
+	p.expectKeyring(t, "active,v5", 5, rotation.Idle)
 
 	// A retired version back (a rollback of a chart without the library): Where am I? sends to EXTRA, which removes it.
 	patch := fmt.Sprintf(`{"data":{"v3":%q}}`, base64.StdEncoding.EncodeToString(make32()))
@@ -648,19 +671,61 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 		t.Fatal(err)
 	}
 	p.extraRemoves(t, "retired v3, but it is back", "v3")
-	p.expectKeyring(t, "active,v4", 4, rotation.Idle)
+	p.expectKeyring(t, "active,v5", 5, rotation.Idle)
 	restart(t, p)
 
-	// Purge the retired keys from Helm's records: one record is left, and it holds only today's keyring.
-	prune, err := p.rb.Block("PRUNE")
+	// The active key removed by hand, with rollbacks in the history (the round-13 reviewer rolled back to the
+	// revision before the last 'Rollback to' line and lost more): no release record renders v5, so REPAIR names no
+	// revision at all, and the bytes come back from a backup.
+	live, err := cluster.Client.CoreV1().Secrets(p.ns).Get(ctx, p.secret, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	prune.Code = strings.Replace(prune.Code, " CHART ", " "+runbookChart("runbook-plain")+" ", 1)
-	p.paste(t, prune, 0)
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"v5":null}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "No Helm release record of "+p.release) || strings.Contains(out, " rollback "+p.release) {
+		t.Fatalf("REPAIR must not name a revision when no record renders the lost key:\n%s", out)
+	}
+	backup := fmt.Sprintf(`{"data":{"v5":%q}}`, base64.StdEncoding.EncodeToString(live.Data["v5"]))
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(backup), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	restart(t, p)
+
+	// The retired version back once more, now within the TTL of that repair: pods restarted just now may have
+	// signed with anything the keyring held meanwhile, so EXTRA names the time it may remove it, and refuses before.
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !regexp.MustCompile(`next:    block EXTRA \(removes v3, from \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)`).MatchString(where) {
+		t.Fatalf("Where am I? must say from when EXTRA may remove v3:\n%s", where)
+	}
+	p.refused(t, "EXTRA", "removing a version within the TTL of a repair")
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"v3":null}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Purge the retired keys from Helm's records: one record is left, and it holds only today's keyring.
+	p.shell.Env = append(p.shell.Env, "CHART="+runbookChart("runbook-plain"))
+	p.pasteID(t, "PRUNE", 0)
 	records := releaseKeyrings(t, p.ns, p.release, p.secret)
-	if len(records) != 1 || records[0] != "active,v4" {
+	if len(records) != 1 || records[0] != "active,v5" {
 		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
+	}
+}
+
+// rollForward pastes REPAIR for a lost key, checks that it names revision want (the newest whose record renders the
+// key with the bytes the keyring had), and runs that rollback as the operator would.
+func (p *runbookPass) rollForward(t *testing.T, want int) {
+	t.Helper()
+	out := p.pasteID(t, "REPAIR", 0)
+	m := regexp.MustCompile(`helm -n \S+ rollback \S+ (\d+)\n`).FindStringSubmatch(out)
+	if m == nil || m[1] != strconv.Itoa(want) {
+		t.Fatalf("REPAIR must name revision %d for the roll forward:\n%s", want, out)
+	}
+	if out, err := p.h.Run(context.Background(), "-n", p.ns, "rollback", p.release, m[1]); err != nil {
+		t.Fatalf("roll forward: %v\n%s", err, out)
 	}
 }
 
@@ -668,8 +733,8 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 // data key removed.
 func (p *runbookPass) extraRemoves(t *testing.T, warning, removed string) {
 	t.Helper()
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, warning) || !strings.Contains(where, "next:    block EXTRA") {
-		t.Fatalf("Where am I? must warn %q and send to EXTRA:\n%s", warning, where)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, warning) || !strings.Contains(where, "next:    block EXTRA") || !strings.Contains(where, ", now), then block RESTART") {
+		t.Fatalf("Where am I? must warn %q and send to EXTRA, which may remove it now:\n%s", warning, where)
 	}
 	if out := p.pasteID(t, "EXTRA", 0); !strings.Contains(out, "removed "+removed) {
 		t.Fatalf("EXTRA must remove %s:\n%s", removed, out)

@@ -47,9 +47,10 @@ const minTokensPerKid = 100
 // minTrafficSpan is how long a run issues tokens at least: at 40 tokens/s, enough for minVerifiedTokens.
 const minTrafficSpan = 135 * time.Second
 
-// trafficSettle is how long a run keeps issuing after the keyring's last change: the runner's longest volume
+// trafficSettle bounds how long a run keeps issuing after the keyring's last change: the runner's longest volume
 // refresh (90 s, a kubelet's) and a little, so that a change the rotation's last step made reaches every pod
-// while tokens are still being issued and checked.
+// while tokens are still being issued and checked. The run stops sooner once every volume-fed pod shows the
+// keyring as it is (traffic.Driver.Settle).
 const trafficSettle = 95 * time.Second
 
 // trafficDriver is the traffic every rotation test measures with: 60 s tokens issued at a steady rate, each

@@ -6,7 +6,8 @@
 // testcluster), which honours RUNNER_BIND_IP (bind address) and RUNNER_ROOT (where volumes are mounted).
 //
 // Endpoints: signer GET /token → the token; verifier POST /verify (the token as body) → 200 "ok <kid>" or 401
-// "<reason> ..."; both GET /readyz and GET /metrics (counters; never key bytes).
+// "<reason> ..."; both GET /readyz and GET /metrics (where the keys come from, the kids and the active one, and
+// counters; never key bytes).
 package main
 
 import (
@@ -38,10 +39,12 @@ type app struct {
 	ahead time.Duration
 	// started makes token ids unique across restarts of the process in one pod.
 	started string
-	store   keyStore
-	issued  atomic.Int64
-	serial  atomic.Int64
-	ok      atomic.Int64
+	// source is where the keys come from, "env" or "dir" (the driver waits only for the apps that re-read).
+	source string
+	store  keyStore
+	issued atomic.Int64
+	serial atomic.Int64
+	ok     atomic.Int64
 	// refused counts 401s by reason.
 	refused  map[error]*atomic.Int64
 	draining atomic.Bool
@@ -92,6 +95,7 @@ func run(style naming, role, keys, prefix, listen, ttlFlag string, skew, reload,
 	defer stop()
 	switch {
 	case keys == "env":
+		a.source = "env"
 		a.install(style.envKeys(prefix), "env")
 	case strings.HasPrefix(keys, "dir:"):
 		dir := filepath.Join(os.Getenv("RUNNER_ROOT"), strings.TrimPrefix(keys, "dir:"))
@@ -99,6 +103,7 @@ func run(style naming, role, keys, prefix, listen, ttlFlag string, skew, reload,
 		if err != nil {
 			return fmt.Errorf("reading the keys: %w", err)
 		}
+		a.source = "dir"
 		a.install(set, dir)
 		go a.watch(ctx, style, dir, reload)
 	default:
@@ -160,7 +165,7 @@ func (a *app) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		s := a.store.get()
-		fmt.Fprintf(w, "role %s\npod %s\nkids %s\nactive %s\nissued %d\naccepted %d\n", a.role, a.name, strings.Join(s.kids(), ","), s.active, a.issued.Load(), a.ok.Load())
+		fmt.Fprintf(w, "role %s\npod %s\nkeys %s\nkids %s\nactive %s\nissued %d\naccepted %d\n", a.role, a.name, a.source, strings.Join(s.kids(), ","), s.active, a.issued.Load(), a.ok.Load())
 		for e, n := range a.refused {
 			fmt.Fprintf(w, "refused_%s %d\n", e, n.Load())
 		}

@@ -15,6 +15,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,9 +51,11 @@ type Driver struct {
 	Concurrency int
 	// Address maps an endpoint's IP to where it is reached from here (default: unchanged).
 	Address func(ip string) string
-	// Settle is how long Stop keeps issuing after the keyring's last change (Keyring; without one, after Stop is
-	// called): a change reaches a pod's mounted files only after the kubelet's refresh delay, so traffic that ends
-	// when the rotation's last command returns would never meet it (the third attack on the instrument).
+	// Settle bounds how long Stop keeps issuing after the keyring's last change (Keyring; without one, Stop waits
+	// all of it): a change reaches a pod's mounted files only after the kubelet's refresh delay, so traffic that
+	// ends when the rotation's last command returns would never meet it (the third attack on the instrument).
+	// With a Keyring, Stop ends the settle early once every ready endpoint that re-reads its keys (the token app's
+	// /metrics says "keys dir") reports the keyring's versions and active one as the Secret has them now.
 	Settle time.Duration
 	// Keyring, when set, names the Secret whose data the run watches: a version's bytes must never change while
 	// tokens signed with it live, and the report names every data key whose bytes did (never the bytes).
@@ -165,7 +169,12 @@ func (d Driver) Start(ctx context.Context) (*Run, error) {
 	return r, nil
 }
 
-// Stop keeps issuing for Settle, then stops issuing, waits until every token issued so far has had its last
+// settleTail is how long issuing goes on after every re-reading endpoint showed the keyring as it is: a few of
+// the new tokens meet the pods' new view (the tokens issued before meet it anyway: each is followed to its expiry).
+const settleTail = 5 * time.Second
+
+// Stop keeps issuing until the keyring's last change has reached every ready endpoint that re-reads its keys (at
+// most Settle after that change), then stops issuing, waits until every token issued so far has had its last
 // presentation (after its expiry), and returns the report.
 func (r *Run) Stop() Report {
 	r.mu.Lock()
@@ -174,8 +183,86 @@ func (r *Run) Stop() Report {
 		until = r.keyChanged.Add(r.d.Settle)
 	}
 	r.mu.Unlock()
+	for r.d.Keyring != "" && time.Now().Before(until) {
+		if r.converged() {
+			until = time.Now().Add(settleTail)
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
 	time.Sleep(time.Until(until))
 	return r.StopNow()
+}
+
+// converged says whether every ready signer and verifier endpoint that re-reads its keys reports the versions and
+// the active one the keyring Secret holds now (read afresh: the watch may lag the rotation's last write). An
+// endpoint that does not answer, or a keyring that cannot be read, is not converged.
+func (r *Run) converged() bool {
+	s, err := r.d.Client.CoreV1().Secrets(r.d.Namespace).Get(context.Background(), r.d.Keyring, metav1.GetOptions{})
+	if err != nil {
+		return false
+	}
+	want := viewOf(s.Data)
+	for _, ep := range append(r.endpoints.ready(r.d.Signer), r.endpoints.ready(r.d.Verifier)...) {
+		source, got, err := r.appView(ep)
+		if err != nil || source != "env" && got != want {
+			return false
+		}
+	}
+	return true
+}
+
+// keyView is a keyring as a token app knows it: its kids in order and the active one (never bytes).
+type keyView struct{ kids, active string }
+
+var versionKey = regexp.MustCompile(`^(?:key\.)?(v[1-9][0-9]*)$`)
+
+// viewOf is the keyView of a keyring Secret's data, in either naming style.
+func viewOf(data map[string][]byte) keyView {
+	var kids []string
+	for k := range data {
+		if m := versionKey.FindStringSubmatch(k); m != nil {
+			kids = append(kids, m[1])
+		}
+	}
+	return keyView{kids: sortKids(kids), active: string(data["active"])}
+}
+
+// sortKids orders kids by version number, joined by commas.
+func sortKids(kids []string) string {
+	sort.Slice(kids, func(i, j int) bool {
+		return len(kids[i]) < len(kids[j]) || len(kids[i]) == len(kids[j]) && kids[i] < kids[j]
+	})
+	return strings.Join(kids, ",")
+}
+
+// appView reads a token app's /metrics: where its keys come from ("env" or "dir") and what it knows.
+func (r *Run) appView(ep endpoint) (source string, v keyView, err error) {
+	resp, err := r.client.Get("http://" + ep.addr + "/metrics")
+	if err != nil {
+		return "", keyView{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return "", keyView{}, fmt.Errorf("%s: /metrics: %s %v", ep.pod, resp.Status, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		k, val, _ := strings.Cut(line, " ")
+		switch k {
+		case "keys":
+			source = val
+		case "kids":
+			kids := []string{}
+			if val != "" {
+				kids = strings.Split(val, ",")
+			}
+			v.kids = sortKids(kids)
+		case "active":
+			v.active = val
+		}
+	}
+	return source, v, nil
 }
 
 // StopNow is Stop without the settle: for a run whose purpose was met when the caller's last step returned (a
@@ -394,6 +481,15 @@ func (e *endpointSet) update(o any, deleted bool) {
 
 // pick returns a random ready endpoint of the Service.
 func (e *endpointSet) pick(service string) (endpoint, bool) {
+	ready := e.ready(service)
+	if len(ready) == 0 {
+		return endpoint{}, false
+	}
+	return ready[rand.N(len(ready))], true
+}
+
+// ready lists the ready endpoints of the Service.
+func (e *endpointSet) ready(service string) []endpoint {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var ready []endpoint
@@ -418,8 +514,5 @@ func (e *endpointSet) pick(service string) (endpoint, bool) {
 			ready = append(ready, endpoint{addr: net.JoinHostPort(e.address(ep.Addresses[0]), strconv.Itoa(int(port))), pod: pod})
 		}
 	}
-	if len(ready) == 0 {
-		return endpoint{}, false
-	}
-	return ready[rand.N(len(ready))], true
+	return ready
 }
