@@ -47,6 +47,7 @@ import (
 // refuse and leave the Secret byte-identical. The emergency blocks run in the Waiting phase, with the plugin and
 // by hand. Every block not marked skip must run in some pass; no output may contain key bytes.
 func TestRunbookIsFollowableCold(t *testing.T) {
+	t.Parallel() // its passes share the suite's -parallel slots with every other long test
 	rb, err := testcluster.LoadRunbook(cluster.Root)
 	if err != nil {
 		t.Fatal(err)

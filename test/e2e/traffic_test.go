@@ -235,12 +235,24 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 	t.Run("emergency-in-waiting", func(t *testing.T) {
 		ctx := context.Background()
 		h, ns, run := trafficSubtest(t, 4, "traffic-emergency", "env", "volume", true)
+		// The order on the pods: v3 is promoted only once every pod from before its add is gone (an env-fed
+		// verifier that never read v3 refuses its tokens; the traffic may not meet it before it is replaced).
+		watch, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		rec := watchNamespace(watch, t, ns, "app-requests-proxy-admin")
+		time.Sleep(500 * time.Millisecond) // the watches' initial ADDED events
+		preAdd := rec.alivePods()
 		began := time.Now()
 		out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--emergency", "--reason", "test: v1 and v2 leaked", "--yes")
 		if err != nil {
 			t.Fatalf("emergency: %v\n%s", err, out)
 		}
 		finished := time.Now()
+		rec.catchUp(t, ns)
+		promoted := rec.firstSecret(func(s secretSeen) bool { return s.active == "v3" })
+		if left := rec.survivors(preAdd, promoted); promoted == 0 || len(preAdd) == 0 || len(left) != 0 {
+			t.Errorf("v3 promoted at event %d; of the %d pods from before the emergency, these were still running then: %v", promoted, len(preAdd), left)
+		}
 		if keys, active, st := secretState(t, ns); fmt.Sprint(keys) != "[key.v3]" || active != "v3" || st.Phase != rotation.Idle {
 			t.Fatalf("after the emergency: keys %v active %s phase %s", keys, active, st.Phase)
 		}
