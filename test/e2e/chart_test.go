@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -46,7 +47,7 @@ func sortedCopy(in []string) []string {
 // hook's rollout timeout, so the rollout Job fails and Helm fails the upgrade), then reruns `helm rotate-key`: the
 // rotation resumes from the state the failed Job left and completes steps 1-4 with exactly one new key.
 func TestHookJobFailureIsResumable(t *testing.T) {
-	t.Parallel()
+	parallel(t, 80*time.Second)
 	ctx := context.Background()
 	h := newHelm(t, 4)
 	ns := namespace(t, "hookfail", nil)
@@ -88,7 +89,7 @@ func TestHookJobFailureIsResumable(t *testing.T) {
 // namespace that enforces Pod Security "restricted", runs an upgrade (every hook Job pod is admitted), triggers
 // the CronJob (a due rotation is performed), and asks the real RBAC authorizer what the Jobs' ServiceAccount may do.
 func TestRestrictedNamespaceCronJobAndLeastPrivilege(t *testing.T) {
-	t.Parallel()
+	parallel(t, 25*time.Second)
 	ctx := context.Background()
 	h := newHelm(t, 3)
 	ns := namespace(t, "restricted", map[string]string{"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"})
@@ -165,7 +166,7 @@ func TestRestrictedNamespaceCronJobAndLeastPrivilege(t *testing.T) {
 // sets rotate-key.rotation.request. The hook Jobs run steps 1-4 once; the same request kept by --reuse-values
 // starts nothing more and writes nothing; `plan` says the release rotates through its hooks.
 func TestPlainUpgradeRequestsRotation(t *testing.T) {
-	t.Parallel()
+	parallel(t, 25*time.Second)
 	ctx := context.Background()
 	h := newHelm(t, 4)
 	ns := namespace(t, "request", nil)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tracebloc/helm-rotate-key/test/chart"
 )
@@ -18,7 +19,7 @@ import (
 // (`kubectl apply --dry-run=server`: schema, validation and admission, nothing stored), one object accepted per
 // rendered document. The namespace warns on Pod Security "restricted", and no pod template may draw that warning.
 func TestChartObjectsAcceptedByAPIServer(t *testing.T) {
-	t.Parallel()
+	parallel(t, 15*time.Second)
 	ctx := context.Background()
 	ns := namespace(t, "render", map[string]string{"pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/warn-version": "latest"})
 	helms := map[int]*chart.Helm{}

@@ -219,6 +219,7 @@ type segment struct {
 // clean run — start to the TTL wait, the retirement, and an abort — then reruns it: the end state must equal the
 // clean run's, with exactly one new key, a valid keyring, and each consumer restarted once per rollout step.
 func TestCrashSafety(t *testing.T) {
+	parallel(t, 155*time.Second) // its own namespaces, Helm folders and proxy: nothing shared with the other tests
 	p := newKillProxy(t)
 	helms := []*testcluster.Helm{newHelm(t, 3), newHelm(t, 4)}
 	run := []string{"run", "app", "--yes", "--timeout", "2m"}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -83,6 +84,7 @@ func identityRenderer(t *testing.T, h *testcluster.Helm) {
 // is byte-identical to the one stored after an upgrade through an identity post-renderer, and so is every applied
 // object. A control run with a bad guard argument must fail, which proves that Helm really ran the guard.
 func TestGuardRoundTrip(t *testing.T) {
+	parallel(t, 45*time.Second) // its own namespaces and Helm folders: nothing shared with the other tests
 	for _, major := range helmMajors() {
 		t.Run(fmt.Sprintf("helm%d", major), func(t *testing.T) {
 			ctx := context.Background()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -69,6 +70,7 @@ type matrixRow struct {
 // pre-rotation revision is refused by the hook, and `helm rotate-key rollback` to it restores the application
 // while the keyring stays byte-identical. On V after a rotation, the values chart is caught with the way out.
 func TestGuardMatrix(t *testing.T) {
+	t.Parallel() // its subtests: their own namespaces and Helm folders, nothing shared with the other tests
 	var mu sync.Mutex
 	var rows []matrixRow
 	record := func(r matrixRow) {
@@ -79,7 +81,7 @@ func TestGuardMatrix(t *testing.T) {
 	t.Run("cases", func(t *testing.T) {
 		for _, major := range helmMajors() {
 			t.Run(fmt.Sprintf("helm%d", major), func(t *testing.T) {
-				t.Parallel()
+				parallel(t, 100*time.Second)
 				h := newHelm(t, major)
 				for _, layer := range []string{"post-renderer", "hook", "both"} {
 					for _, chart := range []string{"values", "lookup"} {

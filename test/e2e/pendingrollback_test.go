@@ -18,7 +18,7 @@ func TestRefusedRollbackIsCleared(t *testing.T) {
 	t.Parallel()
 	for _, major := range helmMajors() {
 		t.Run(fmt.Sprintf("helm%d", major), func(t *testing.T) {
-			t.Parallel()
+			parallel(t, 150*time.Second)
 			ctx := context.Background()
 			h := newHelm(t, major)
 			ns := namespace(t, fmt.Sprintf("pending-rollback-h%d", major), nil)

@@ -22,7 +22,7 @@ import (
 // drops a key are denied, as is deleting the Secret; the rotation ServiceAccount's writes pass (a rotation and
 // the retirement through the hook Jobs); deleting the namespace still completes.
 func TestAdmissionPolicy(t *testing.T) {
-	t.Parallel()
+	parallel(t, 40*time.Second)
 	ctx := context.Background()
 	h := newHelm(t, 4)
 	ns := namespace(t, "policy", nil)

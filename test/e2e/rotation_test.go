@@ -204,11 +204,15 @@ func statusJSON(t *testing.T, h *testcluster.Helm, ns string) map[string]any {
 // through the chart's post-upgrade hook Jobs, whose pods the runner node executes for real. On the hook path the
 // retirement is done by a plain `helm upgrade --reuse-values` after the TTL, as any later upgrade would.
 func TestFullRotation(t *testing.T) {
-	t.Parallel() // its subtests share the suite's -parallel slots with every other long test, not a phase of their own
+	t.Parallel() // a parent: its subtests share the suite's slots with every other long test, not a phase of their own
 	for _, major := range helmMajors() {
 		for _, path := range []string{"local", "hooks"} {
 			t.Run(fmt.Sprintf("helm%d-%s", major, path), func(t *testing.T) {
-				t.Parallel()
+				cost := 400 * time.Second
+				if major == 4 && path == "local" {
+					cost = 620 * time.Second // one slow signer (minReadySeconds 70)
+				}
+				parallel(t, cost)
 				fullRotation(t, major, path == "hooks")
 			})
 		}

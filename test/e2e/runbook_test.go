@@ -47,7 +47,7 @@ import (
 // refuse and leave the Secret byte-identical. The emergency blocks run in the Waiting phase, with the plugin and
 // by hand. Every block not marked skip must run in some pass; no output may contain key bytes.
 func TestRunbookIsFollowableCold(t *testing.T) {
-	t.Parallel() // its passes share the suite's -parallel slots with every other long test
+	t.Parallel() // a parent: its passes share the suite's slots with every other long test
 	rb, err := testcluster.LoadRunbook(cluster.Root)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestRunbookIsFollowableCold(t *testing.T) {
 	counts := map[string]int{}
 	for _, pass := range runbookPasses() {
 		t.Run(pass.name, func(t *testing.T) {
-			t.Parallel()
+			parallel(t, pass.cost)
 			p := newRunbookPass(t, rb, pass)
 			pass.run(t, p)
 			p.noKeyInOutputs(t)
@@ -96,18 +96,20 @@ type runbookPassSpec struct {
 	run    func(t *testing.T, p *runbookPass)
 	// tokenApp runs the layout's applications as the token app on the runner node, for real traffic.
 	tokenApp bool
+	// cost is how long the pass takes on a quiet machine (the order the suite runs its tests in).
+	cost time.Duration
 }
 
 func runbookPasses() []runbookPassSpec {
 	return []runbookPassSpec{
-		{"part-a-helm3", "a", 3, partA, false},
-		{"part-a-helm4", "a", 4, partA, false},
-		{"part-b-example", "a+cronjob", 3, partBFollowed, true},
-		{"part-b-plain-chart", "b", 4, partBFollowed, true},
-		{"single-key", "c", 3, singleKey, false},
-		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false},
-		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false},
-		{"emergency-plugin", "b", 3, emergencyPlugin, false},
+		{"part-a-helm3", "a", 3, partA, false, 200 * time.Second},
+		{"part-a-helm4", "a", 4, partA, false, 200 * time.Second},
+		{"part-b-example", "a+cronjob", 3, partBFollowed, true, 440 * time.Second},
+		{"part-b-plain-chart", "b", 4, partBFollowed, true, 440 * time.Second},
+		{"single-key", "c", 3, singleKey, false, 10 * time.Second},
+		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 130 * time.Second},
+		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second},
+		{"emergency-plugin", "b", 3, emergencyPlugin, false, 300 * time.Second},
 	}
 }
 

@@ -128,9 +128,9 @@ func trafficRelease(ctx context.Context, t *testing.T, h *testcluster.Helm, ns s
 
 // trafficSubtest starts a parallel subtest's release with traffic on Helm major; toWaiting first runs the plugin
 // through steps 1-4 (exit 3: waiting for the TTL).
-func trafficSubtest(t *testing.T, major int, prefix, signerKeys, verifierKeys string, toWaiting bool) (*testcluster.Helm, string, *traffic.Run) {
+func trafficSubtest(t *testing.T, cost time.Duration, major int, prefix, signerKeys, verifierKeys string, toWaiting bool) (*testcluster.Helm, string, *traffic.Run) {
 	t.Helper()
-	t.Parallel()
+	parallel(t, cost)
 	h := newHelm(t, major)
 	ns := namespace(t, prefix, nil)
 	run := trafficRelease(context.Background(), t, h, ns, testcluster.TokenApp{SignerKeys: signerKeys, VerifierKeys: verifierKeys})
@@ -188,7 +188,7 @@ func TestTrafficCronJob(t *testing.T) {
 	t.Parallel()
 	for _, major := range helmMajors() {
 		t.Run(fmt.Sprintf("helm%d", major), func(t *testing.T) {
-			t.Parallel()
+			parallel(t, 340*time.Second)
 			ctx := context.Background()
 			h := newHelm(t, major)
 			ns := namespace(t, fmt.Sprintf("traffic-cron-h%d", major), nil)
@@ -234,7 +234,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 	t.Parallel()
 	t.Run("emergency-in-waiting", func(t *testing.T) {
 		ctx := context.Background()
-		h, ns, run := trafficSubtest(t, 4, "traffic-emergency", "env", "volume", true)
+		h, ns, run := trafficSubtest(t, 250*time.Second, 4, "traffic-emergency", "env", "volume", true)
 		// The order on the pods: v3 is promoted only once every pod from before its add is gone (an env-fed
 		// verifier that never read v3 refuses its tokens; the traffic may not meet it before it is replaced).
 		watch, stopWatch := context.WithCancel(ctx)
@@ -288,7 +288,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 	})
 	t.Run("abort-before-promotion", func(t *testing.T) {
 		ctx := context.Background()
-		h, ns, run := trafficSubtest(t, 3, "traffic-abort-early", "env", "env", false)
+		h, ns, run := trafficSubtest(t, 200*time.Second, 3, "traffic-abort-early", "env", "env", false)
 		began := time.Now()
 		// A rollout timeout far shorter than the rollout stops the run after the add: the rotation is in KeyAdded.
 		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes", "--timeout", "1s"); err == nil {
@@ -309,7 +309,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 	})
 	t.Run("abort-after-promotion", func(t *testing.T) {
 		ctx := context.Background()
-		h, ns, run := trafficSubtest(t, 4, "traffic-abort-late", "env", "env", true)
+		h, ns, run := trafficSubtest(t, 360*time.Second, 4, "traffic-abort-late", "env", "env", true)
 		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "abort", "app", "--yes", "--local"); exitCode(err) != 3 && err != nil {
 			t.Fatalf("abort: %v\n%s", err, out)
 		}
@@ -370,7 +370,11 @@ func TestTrafficControls(t *testing.T) {
 	}
 	for _, c := range controls {
 		t.Run(c.name, func(t *testing.T) {
-			_, ns, run := trafficSubtest(t, 4, "traffic-control", c.signer, c.verifier, false)
+			cost := 80 * time.Second
+			if c.name == "skip-second-rollout" {
+				cost = 150 * time.Second
+			}
+			_, ns, run := trafficSubtest(t, cost, 4, "traffic-control", c.signer, c.verifier, false)
 			c.do(t, ns)
 			rep := run.StopNow() // a control needs no settle: its break is done
 			printTraffic("control "+c.name+" (must reject)", rep)
