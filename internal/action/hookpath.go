@@ -100,7 +100,7 @@ func (a *Rotate) runThroughHooks(ctx context.Context, c *Config, obs *observatio
 			return RotateResult{}, fmt.Errorf("helm upgrade of %s failed (exit %d): the release is stuck in %s at revision %d, left by a helm that was killed mid-operation; Helm refuses every upgrade until it is cleared. See the runbook, \"A laptop died during the rotation\" (docs/RUNBOOKS/requests-proxy-key-rotation.md); the rotation stands at %s and resumes afterwards with: %s",
 				a.Release, code, after.release.Status, after.release.Revision, after.state, a.ResumeCommand())
 		}
-		for _, line := range after.target.FailedJobs(ctx, JobSelector) {
+		for _, line := range after.target.FailedJobs(ctx, JobSelector, obs.now) {
 			why += "\n  " + line
 		}
 		return RotateResult{}, fmt.Errorf("helm upgrade of %s failed (exit %d)%s\nThe rotation stands at %s and resumes where it stopped: fix the cause (kubectl -n %s logs job/<name>; the Jobs carry %s), then rerun: %s",

@@ -5,23 +5,25 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// FailedJobs explains the failed Jobs matching selector (the chart's rotation Jobs): one entry per Job, with the
-// last lines of its pod's termination message (the rotate-key log lines that say why). Best effort: what cannot be
-// read is left out. The Jobs' output never holds key material.
-func (c *Cluster) FailedJobs(ctx context.Context, selector string) []string {
+// FailedJobs explains the failed Jobs matching selector (the chart's rotation Jobs) created at or after since (the
+// API server's clock; a Job left failed by an earlier upgrade or rollback is not this one's cause): one entry per
+// Job, with the last lines of its pod's termination message (the rotate-key log lines that say why). Best effort:
+// what cannot be read is left out. The Jobs' output never holds key material.
+func (c *Cluster) FailedJobs(ctx context.Context, selector string, since time.Time) []string {
 	jobs, err := c.Client.BatchV1().Jobs(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
 	if err != nil {
 		return nil
 	}
 	var out []string
 	for _, job := range jobs.Items {
-		if !jobFailed(&job) {
+		if !jobFailed(&job) || job.CreationTimestamp.Time.Before(since.Truncate(time.Second)) {
 			continue
 		}
 		line := "Job " + job.Name + " failed"
