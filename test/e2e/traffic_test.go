@@ -234,7 +234,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 	t.Parallel()
 	t.Run("emergency-in-waiting", func(t *testing.T) {
 		ctx := context.Background()
-		h, ns, run := trafficSubtest(t, 250*time.Second, 4, "traffic-emergency", "env", "volume", true)
+		h, ns, run := trafficSubtest(t, 300*time.Second, 4, "traffic-emergency", "env", "volume", true)
 		// The order on the pods: v3 is promoted only once every pod from before its add is gone (an env-fed
 		// verifier that never read v3 refuses its tokens; the traffic may not meet it before it is replaced).
 		watch, stopWatch := context.WithCancel(ctx)
@@ -256,8 +256,14 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		if keys, active, st := secretState(t, ns); fmt.Sprint(keys) != "[key.v3]" || active != "v3" || st.Phase != rotation.Idle {
 			t.Fatalf("after the emergency: keys %v active %s phase %s", keys, active, st.Phase)
 		}
+		// The fresh key's tokens, followed past the last leaked one: the settle alone ends as soon as the pods
+		// show the new keyring, which left only 1,632 v3 tokens in a run.
+		time.Sleep(time.Until(finished.Add(minTrafficSpan)))
 		rep := run.Stop()
 		printTraffic("emergency in Waiting (v1, v2 leaked)", rep)
+		if rep.ByKid["v3"] < minVerifiedTokens {
+			t.Errorf("only %d tokens signed with the fresh v3 were verified, want at least %d", rep.ByKid["v3"], minVerifiedTokens)
+		}
 		leakedAccepted := rep.Where(func(p traffic.Presentation) bool { return p.Kid != "v3" && p.Accepted && p.At.After(finished) })
 		freshRejected := rep.Where(func(p traffic.Presentation) bool {
 			return p.Kid == "v3" && !p.Accepted && rep.Driver.Classify(p) == traffic.Unexpired
