@@ -655,6 +655,13 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	p.expectKeyring(t, "active,v3,v5", 3, rotation.RolledOut)
 	p.refused(t, "B3", "a promotion before the restart the repair needs")
 	restart(t, p)
+	// The rollback had also made v1 active, and a signer that started then signed with it (the round-15 reviewer's
+	// rejected tokens): RESTART records until when those tokens live, which keeps v1 at least that long.
+	if s, err := cluster.Client.CoreV1().Secrets(p.ns).Get(ctx, p.secret, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	} else if s.Annotations[rotation.Prefix+"repaired-until"] == "" {
+		t.Fatalf("after a repair of a lost key that also found 'active' moved, RESTART must record repaired-until: %v", s.Annotations)
+	}
 	p.pasteID(t, "B3", 0)
 	p.pasteID(t, "B2", 0)
 	before := p.expectKeyring(t, "active,v3,v5", 5, rotation.Waiting)
