@@ -107,9 +107,9 @@ func runbookPasses() []runbookPassSpec {
 		{"part-b-example", "a+cronjob", 3, partBFollowed, true, 440 * time.Second},
 		{"part-b-plain-chart", "b", 4, partBFollowed, true, 440 * time.Second},
 		{"single-key", "c", 3, singleKey, false, 10 * time.Second},
-		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 130 * time.Second},
+		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 330 * time.Second},
 		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second},
-		{"emergency-plugin", "b", 3, emergencyPlugin, false, 300 * time.Second},
+		{"emergency-plugin", "b", 3, emergencyPlugin, false, 330 * time.Second},
 	}
 }
 
@@ -413,7 +413,37 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.refused(t, "B3", "promote before the rollout")
 	p.refused(t, "B5", "retire during the add")
 	p.refused(t, "ABORT-AFTER", "abort-after before the promotion")
-	p.pasteID(t, "ABORT-BEFORE", 0)
+	// 'active' moved to the new key before the promotion, repaired, then the new key deleted (the round-14
+	// reviewer's dead end): v2 signed tokens until the restart, so it is needed — and ABORT-BEFORE refused — until
+	// repaired-until; after that it is a new key that is gone, and ABORT-BEFORE ends the rotation.
+	ctx := context.Background()
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"active":"djI="}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p.pasteID(t, "REPAIR", 0)
+	restart(t, p)
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"key.v2":null}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: v2, which live tokens were signed with") {
+		t.Fatalf("Where am I? must say the new key, which signed while it was active, is lost:\n%s", where)
+	}
+	p.refused(t, "ABORT-BEFORE", "ending a rotation whose new key signed tokens that still live")
+	s, err := cluster.Client.CoreV1().Secrets(p.ns).Get(ctx, p.secret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	until, err := time.Parse(time.RFC3339, s.Annotations[rotation.Prefix+"repaired-until"])
+	if err != nil {
+		t.Fatalf("repaired-until: %v", err)
+	}
+	time.Sleep(time.Until(until) + 2*time.Second)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "next:    block ABORT-BEFORE") {
+		t.Fatalf("once no token needs v2, Where am I? must send to ABORT-BEFORE:\n%s", where)
+	}
+	if out := p.pasteID(t, "ABORT-BEFORE", 0); !strings.Contains(out, "v2 was already gone") {
+		t.Fatalf("ABORT-BEFORE must end the rotation:\n%s", out)
+	}
 	p.expectKeyring(t, "active,key.v1", 1, rotation.Idle)
 	// A bare pod that reads the keyring: no block restarts it, so B3 must not promote while it runs with old keys.
 	stray := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "stray-verifier", Namespace: p.ns}, Spec: corev1.PodSpec{
@@ -484,7 +514,7 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 		t.Fatalf("Where am I? must say from when EXTRA may remove v2:\n%s", where)
 	}
 	p.refused(t, "EXTRA", "removing the version 'active' named before the repair while its tokens live")
-	until, err := time.Parse(time.RFC3339, m[1])
+	until, err = time.Parse(time.RFC3339, m[1])
 	if err != nil {
 		t.Fatal(err)
 	}
