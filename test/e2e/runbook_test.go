@@ -417,14 +417,10 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	// reviewer's dead end): v2 signed tokens until the restart, so it is needed — and ABORT-BEFORE refused — until
 	// repaired-until; after that it is a new key that is gone, and ABORT-BEFORE ends the rotation.
 	ctx := context.Background()
-	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"active":"djI="}}`), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	p.handEdit(t, `{"data":{"active":"djI="}}`)
 	p.pasteID(t, "REPAIR", 0)
 	restart(t, p)
-	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"key.v2":null}}`), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	p.handEdit(t, `{"data":{"key.v2":null}}`)
 	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: v2, which live tokens were signed with") {
 		t.Fatalf("Where am I? must say the new key, which signed while it was active, is lost:\n%s", where)
 	}
@@ -433,11 +429,7 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	until, err := time.Parse(time.RFC3339, s.Annotations[rotation.Prefix+"repaired-until"])
-	if err != nil {
-		t.Fatalf("repaired-until: %v", err)
-	}
-	time.Sleep(time.Until(until) + 2*time.Second)
+	sleepPast(t, s.Annotations[rotation.Prefix+"repaired-until"])
 	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "next:    block ABORT-BEFORE") {
 		t.Fatalf("once no token needs v2, Where am I? must send to ABORT-BEFORE:\n%s", where)
 	}
@@ -493,9 +485,7 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	// A change outside any rotation (what a helm rollback of a chart without the library does): a retired version
 	// back and active. Where am I? warns, and the next rotation takes a version number never used.
 	patch := fmt.Sprintf(`{"data":{"key.v2":%q,"active":%q}}`, base64.StdEncoding.EncodeToString(make32()), base64.StdEncoding.EncodeToString([]byte("v2")))
-	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(context.Background(), p.secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	p.handEdit(t, patch)
 	// 'active' points at the leaked version again: that comes first (REPAIR, RESTART); then the leaked version goes
 	// at once (EXTRA after an emergency does not wait for its tokens to expire).
 	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "finished with v4 active, but 'active' names v2") || !strings.Contains(where, "next:    block REPAIR") {
@@ -514,17 +504,31 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 		t.Fatalf("Where am I? must say from when EXTRA may remove v2:\n%s", where)
 	}
 	p.refused(t, "EXTRA", "removing the version 'active' named before the repair while its tokens live")
-	until, err = time.Parse(time.RFC3339, m[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Until(until) + 2*time.Second)
+	sleepPast(t, m[1])
 	p.extraRemoves(t, "leaked versions are back", "key.v2")
 	p.expectKeyring(t, "active,key.v4", 4, rotation.Idle)
 	restart(t, p)
 	if out := p.pasteID(t, "B1", 0); !strings.Contains(out, "added key.v5") {
 		t.Fatalf("B1 must not reuse a version number:\n%s", out)
 	}
+}
+
+// handEdit merge-patches the keyring Secret as an operator's kubectl edit (or a rollback) would, outside any block.
+func (p *runbookPass) handEdit(t *testing.T, patch string) {
+	t.Helper()
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(context.Background(), p.secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sleepPast waits until 2 s after the RFC 3339 time at (a time a block printed or recorded).
+func sleepPast(t *testing.T, at string) {
+	t.Helper()
+	until, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		t.Fatalf("%q: %v", at, err)
+	}
+	time.Sleep(time.Until(until) + 2*time.Second)
 }
 
 // make32 is 32 random bytes (a stand-in for a key a rollback brought back).
@@ -701,9 +705,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	// is the roll forward — and it also sets 'active' back to v3, which REPAIR then moves to v5 again. A signer that
 	// started meanwhile signed with v3, so v3 must not be retired until the TTL has passed since every such pod was
 	// restarted.
-	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"v3":null}}`), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	p.handEdit(t, `{"data":{"v3":null}}`)
 	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: v3, which live tokens were signed with") || !strings.Contains(where, "next:    block REPAIR") {
 		t.Fatalf("Where am I? must lead with the lost outgoing key:\n%s", where)
 	}
@@ -728,9 +730,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 
 	// A retired version back (a rollback of a chart without the library): Where am I? sends to EXTRA, which removes it.
 	patch := fmt.Sprintf(`{"data":{"v3":%q}}`, base64.StdEncoding.EncodeToString(make32()))
-	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	p.handEdit(t, patch)
 	p.extraRemoves(t, "retired v3, but it is back", "v3")
 	p.expectKeyring(t, "active,v5", 5, rotation.Idle)
 	restart(t, p)
@@ -742,16 +742,12 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(`{"data":{"v5":null}}`), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	p.handEdit(t, `{"data":{"v5":null}}`)
 	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "No Helm release record of "+p.release) || strings.Contains(out, " rollback "+p.release) {
 		t.Fatalf("REPAIR must not name a revision when no record renders the lost key:\n%s", out)
 	}
 	backup := fmt.Sprintf(`{"data":{"v5":%q}}`, base64.StdEncoding.EncodeToString(live.Data["v5"]))
-	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Patch(ctx, p.secret, types.MergePatchType, []byte(backup), metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	p.handEdit(t, backup)
 	restart(t, p)
 
 	// Purge the retired keys from Helm's records: one record is left, and it holds only today's keyring.
