@@ -14,7 +14,9 @@ import (
 const upgradeLong = `upgrade runs $HELM_BIN upgrade RELEASE CHART [flags] with the rotate-key guard as its post-renderer
 (the release, namespace and context passed to it), so that the upgrade is refused before anything is sent when it
 would skip, drop or alter the release's keyring Secret. Every flag is passed to helm upgrade unchanged, and
-helm's exit code is kept.
+helm's exit code is kept — except the ones that make helm print the release it renders (--dry-run, -o json|yaml,
+--debug), which are refused: the rendered keyring Secret holds the key bytes. Helm's own --debug
+(helm --debug rotate-key ...) is never passed on to the child helm.
 
 --reset-values is checked up front: when the chart would not render the keyring Secret with the values reset, the
 upgrade is refused with the alternatives (--reuse-values, --reset-then-reuse-values).`
@@ -65,6 +67,9 @@ func completeUpgrade(c *action.Config, args []string) (*action.Upgrade, error) {
 			continue
 		case "--post-renderer":
 			return nil, exitcode.Withf(exitcode.Usage, "rotate-key upgrade sets the post-renderer itself (the guard); run helm upgrade directly to use another one")
+		}
+		if flag := printsRelease(args, i); flag != "" {
+			return nil, exitcode.Withf(exitcode.Usage, "refused: %s makes helm upgrade print the release it renders, and the rendered keyring Secret holds the keyring's key bytes. Nothing ran. To preview an upgrade use helm diff upgrade (it masks Secret data unless --show-secrets); to see what a rotation would do, helm rotate-key plan RELEASE; to upgrade, leave %s out", flag, flag)
 		}
 		if len(positional) < 2 {
 			if strings.HasPrefix(arg, "-") {
@@ -123,4 +128,36 @@ func newRollbackCommand(c *action.Config) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&a.Chart, "chart", "", "the chart of that revision (path, URL or repo/name), when its stored chart has dependencies Helm did not keep")
 	return cmd
+}
+
+// printsRelease names the flag at args[i] when it makes helm upgrade print the rendered release (manifest and
+// values: a keyring rendered with lookup holds its key bytes there): --dry-run in any mode, an output format other
+// than table, --debug (the standalone binary passes it on; under helm, Helm takes it, and the child never gets it).
+func printsRelease(args []string, i int) string {
+	arg := args[i]
+	name, value, hasValue := strings.Cut(arg, "=")
+	switch {
+	case name == "--dry-run":
+		if hasValue && value == "false" {
+			return ""
+		}
+		return arg
+	case name == "--debug":
+		if hasValue && value == "false" {
+			return ""
+		}
+		return arg
+	case name == "-o" || name == "--output":
+		if !hasValue && i+1 < len(args) {
+			value = args[i+1]
+		}
+	case strings.HasPrefix(arg, "-o") && !strings.HasPrefix(arg, "--"):
+		value = strings.TrimPrefix(arg[2:], "=")
+	default:
+		return ""
+	}
+	if value == "table" {
+		return ""
+	}
+	return strings.TrimSpace(name + " " + value)
 }

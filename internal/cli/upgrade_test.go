@@ -24,3 +24,21 @@ func TestUpgradeArguments(t *testing.T) {
 		}
 	}
 }
+
+// A flag that makes helm upgrade print the release it rendered is refused before helm runs: the rendered keyring
+// holds the key bytes. The e2e TestNoCommandMakesHelmPrintKeys runs the refusals against both Helms.
+func TestUpgradeRefusesFlagsThatPrintTheRelease(t *testing.T) {
+	c := actiontest.New().Config("", func(string) string { return "" })
+	for _, flags := range [][]string{{"--dry-run"}, {"--dry-run=server"}, {"--dry-run=client"}, {"-o", "json"}, {"--output", "yaml"},
+		{"--output=json"}, {"-ojson"}, {"-o=yaml"}, {"--debug"}} {
+		_, err := completeUpgrade(c, append([]string{"app", "./chart", "--reuse-values"}, flags...))
+		if err == nil || !strings.Contains(err.Error(), "key bytes") || !strings.Contains(err.Error(), "Nothing ran") {
+			t.Errorf("%q: want a refusal that says why, got %v", flags, err)
+		}
+	}
+	for _, flags := range [][]string{{"-o", "table"}, {"--output=table"}, {"--dry-run=false"}, {"--debug=false"}, {"--set", "o=json"}} {
+		if _, err := completeUpgrade(c, append([]string{"app", "./chart"}, flags...)); err != nil {
+			t.Errorf("%q: want it passed through, got %v", flags, err)
+		}
+	}
+}

@@ -162,7 +162,7 @@ func (s *Settings) ClusterFlags(namespace string) []string {
 }
 
 // Environ returns these settings as the HELM_* variables Helm would set, for running $HELM_BIN as a child with the
-// same namespace, context and credentials.
+// same namespace, context and credentials — debug excepted (it is always off for the child).
 func (s *Settings) Environ() []string {
 	env := []string{"HELM_NAMESPACE=" + s.ResolveNamespace()}
 	add := func(k, v string) {
@@ -181,10 +181,9 @@ func (s *Settings) Environ() []string {
 	if s.KubeInsecureSkipTLSVerify {
 		env = append(env, "HELM_KUBEINSECURE_SKIP_TLS_VERIFY=true")
 	}
-	if s.Debug {
-		env = append(env, "HELM_DEBUG=true")
-	}
-	return env
+	// Never HELM_DEBUG=true, which the child would inherit from the helm that ran the plugin: a helm upgrade in debug
+	// mode prints the release it rendered, and a keyring rendered with lookup holds its key bytes there.
+	return append(env, "HELM_DEBUG=false")
 }
 
 func splitList(v string) []string {
