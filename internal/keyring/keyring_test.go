@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -133,6 +134,10 @@ func TestGenerateMatchesEncoding(t *testing.T) {
 		{"hex", []byte(hex.EncodeToString(raw32)), Hex, 64},
 		{"base64 padded", []byte(base64.StdEncoding.EncodeToString(raw32)), Base64, 44},
 		{"base64 url raw", []byte(base64.RawURLEncoding.EncodeToString(append(raw32, 0xfb, 0xff, 0xfe))), Base64, 47},
+		// Printable keys with symbols get printable successors of the same classes, never binary (an env var).
+		{"printable with symbols", []byte("aB3!x9_Qz-7Lm@p2Rt5#Yw8Kd1Fg6Hj4Vb0Nc!Se_Tu-Xq@Zr#Pk"), Printable, 52},
+		{"printable with a trailing newline", []byte("aB3!x9_Qz-7Lm@p2Rt5#Yw8Kd1Fg6Hj4Vb0Nc!Se_Tu-Xq@Zr#Pk\n"), Printable, 53},
+		{"base64 of 32 bytes with a trailing newline", []byte(base64.StdEncoding.EncodeToString(raw32) + "\n"), Base64, 45},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,9 +160,17 @@ func TestGenerateMatchesEncoding(t *testing.T) {
 						t.Fatalf("generated %s, want %s", DetectEncoding(k), tt.kind)
 					}
 				case Base64: // random base64 may happen to be alphanumeric: check that it decodes in the same variant
-					if b, err := enc.b64.DecodeString(string(k)); err != nil || len(b) < 32 {
-						t.Fatalf("generated key is not %s base64 of 32+ bytes: %v", tt.name, err)
+					want, _ := enc.b64.DecodeString(strings.TrimRight(string(tt.example), whitespace))
+					if b, err := enc.b64.DecodeString(strings.TrimRight(string(k), whitespace)); err != nil || len(b) != len(want) {
+						t.Fatalf("generated key is not %s base64 of %d bytes (%d): %v", tt.name, len(want), len(b), err)
 					}
+				case Printable:
+					if got, want := classes(k), classes(tt.example); strings.Trim(got, want) != "" {
+						t.Fatalf("generated key uses characters of classes %q, the example %q", got, want)
+					}
+				}
+				if got, want := strings.TrimLeft(string(k), alphanumerics+"!@#_-+/="), strings.TrimLeft(string(tt.example), alphanumerics+"!@#_-+/="); tt.kind != Raw && got != want {
+					t.Fatalf("generated key ends %q, the example %q: a trailing newline must be kept", got, want)
 				}
 				if err := checkEntropy(k); err != nil {
 					t.Fatalf("generated key fails the entropy rule: %v", err)
@@ -258,12 +271,50 @@ func FuzzParse(f *testing.F) {
 		if _, ok := k.Keys[k.Active]; !ok {
 			t.Fatal("parsed keyring whose active key is missing")
 		}
-		c, _, err := k.Add(rand.Reader, k.Newest()+1)
+		c, v, err := k.Add(rand.Reader, k.Newest()+1)
 		if err != nil {
-			t.Fatal(err)
+			if k.Encoding.unmatched == "" || leaks(err.Error(), k.Keys[k.Active]) {
+				t.Fatal(err)
+			}
+			return // refused: a successor would not be read like the active key
+		}
+		old, successor := k.Keys[k.Active], c.Set[k.Style.DataKey(v)]
+		if !bytes.HasSuffix(successor, []byte(k.Encoding.suffix)) || len(successor) < len(old) {
+			t.Fatalf("successor of %s: %d bytes, ends %q; the active key %d bytes, ends %q", k.Encoding, len(successor), successor[len(successor)-len(k.Encoding.suffix):], len(old), k.Encoding.suffix)
+		}
+		if k.Encoding.Kind == Base64 && len(old) >= 44 && len(successor) != len(old) {
+			t.Fatalf("successor of %s is %d bytes", k.Encoding, len(successor))
 		}
 		if err := Validate(secret, Apply(data, c)); err != nil {
 			t.Fatalf("adding a key broke the keyring: %v", err)
 		}
 	})
+}
+
+// classes is the set of non-alphanumeric characters in k, sorted (a generated key may use fewer of them).
+func classes(k []byte) string {
+	seen := map[rune]bool{}
+	for _, r := range string(k) {
+		if !strings.ContainsRune(alphanumerics, r) {
+			seen[r] = true
+		}
+	}
+	var out []rune
+	for r := range seen {
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	return string(out)
+}
+
+// A key whose class rotate-key cannot reproduce (whitespace inside it) is refused, never given a binary successor.
+func TestAddRefusesAKeyItCannotMatch(t *testing.T) {
+	k, err := Parse(secret, map[string][]byte{"key.v1": []byte("aB3!x9_Qz-7Lm@p2 Rt5#Yw8Kd1Fg6Hj4Vb0Nc!Se_Tu-Xq@Zr#Pk"), "active": []byte("v1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = k.Add(rand.Reader, 2)
+	if err == nil || !strings.Contains(err.Error(), "whitespace") || leaks(err.Error(), k.Keys[1]) {
+		t.Fatalf("want a refusal naming the whitespace without the key, got %v", err)
+	}
 }
