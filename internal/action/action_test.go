@@ -296,10 +296,26 @@ func TestFleetSortsAndReportsBrokenKeyrings(t *testing.T) {
 	}
 }
 
+// status -A judges "overdue" by the API server's clock, like every other command, not by this machine's: a laptop
+// whose clock is a month behind still sees a keyring overdue since yesterday (server time).
+func TestFleetOverdueFollowsTheServersClock(t *testing.T) {
+	due := actiontest.Now.Add(-24 * time.Hour).UTC().Format(time.RFC3339)
+	k := actiontest.Keyring("keys", 1, 0, map[string]string{rotation.AnnoPhase: "Idle", rotation.AnnoNextRotationDue: due})
+	_, c := fixture(k)
+	c.LocalNow = func() time.Time { return actiontest.Now.Add(-30 * 24 * time.Hour) }
+	entries, err := action.Fleet{}.Run(context.Background(), c)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("%v %+v", err, entries)
+	}
+	if !entries[0].Overdue {
+		t.Fatalf("next rotation due %s (a day before the server's now), but not overdue: %+v", due, entries[0])
+	}
+}
+
 // A fleet listing that fails is the command's error.
 func TestFleetListingFails(t *testing.T) {
 	_, c := fixture()
-	c.FindKeyrings = func(context.Context) ([]kube.KeyringSecret, error) { return nil, errors.New("forbidden") }
+	c.FindKeyrings = func(context.Context) (kube.Fleet, error) { return kube.Fleet{}, errors.New("forbidden") }
 	if _, err := (action.Fleet{}).Run(context.Background(), c); err == nil {
 		t.Fatal("want the listing's error")
 	}

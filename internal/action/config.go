@@ -23,7 +23,7 @@ type Config struct {
 	// Connect opens keyring Secret secret in namespace: the only way an action reaches the API server.
 	Connect func(namespace, secret string) (*kube.Keyring, error)
 	// FindKeyrings lists every keyring of the cluster (status --all-namespaces).
-	FindKeyrings func(ctx context.Context) ([]kube.KeyringSecret, error)
+	FindKeyrings func(ctx context.Context) (kube.Fleet, error)
 	// Helm runs $HELM_BIN; HelmAt runs another Helm binary (install-guard asks each Helm 3 on PATH).
 	Helm   helmexec.Runner
 	HelmAt func(bin string) helmexec.Runner

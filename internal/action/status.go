@@ -149,13 +149,13 @@ type Fleet struct{}
 
 // Run returns the keyrings sorted by namespace and name.
 func (Fleet) Run(ctx context.Context, c *Config) ([]FleetEntry, error) {
-	found, err := c.FindKeyrings(ctx)
+	fleet, err := c.FindKeyrings(ctx)
 	if err != nil {
 		return nil, err
 	}
-	now := c.now()
-	entries := make([]FleetEntry, 0, len(found))
-	for _, k := range found {
+	now := fleet.Now // the API server's, like every other command's: this machine's clock may be off
+	entries := make([]FleetEntry, 0, len(fleet.Keyrings))
+	for _, k := range fleet.Keyrings {
 		e := FleetEntry{Namespace: k.Namespace, Release: k.Release, Secret: k.Name}
 		if k.Err != nil {
 			e.Error = k.Err.Error()

@@ -40,10 +40,10 @@ func NewConfig(settings *helmenv.Settings, streams Streams, getenv func(string) 
 			}
 			return &kube.Keyring{Cluster: cluster, SecretName: secret}, nil
 		},
-		FindKeyrings: func(ctx context.Context) ([]kube.KeyringSecret, error) {
+		FindKeyrings: func(ctx context.Context) (kube.Fleet, error) {
 			cfg, err := settings.RESTConfig()
 			if err != nil {
-				return nil, err
+				return kube.Fleet{}, err
 			}
 			return kube.FindKeyrings(ctx, cfg, rotation.Prefix)
 		},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,6 +27,13 @@ type KeyringSecret struct {
 	Err                      error
 }
 
+// Fleet is every keyring of the cluster and the API server's time when they were read (what "overdue" is judged
+// by, as everywhere else: the operator's clock may be off).
+type Fleet struct {
+	Keyrings []KeyringSecret
+	Now      time.Time
+}
+
 // IsKeyring tells a keyring Secret by its metadata alone: the rotate-key library's label, or any rotate-key
 // annotation (a Secret rotated once carries the state annotations, whatever chart rendered it).
 func IsKeyring(m metav1.ObjectMeta, prefix string) bool {
@@ -42,25 +50,26 @@ func IsKeyring(m metav1.ObjectMeta, prefix string) bool {
 
 // FindKeyrings lists every Secret's metadata in all namespaces (no data crosses the wire: a metadata-only list),
 // keeps the keyrings, and reads each of them with at most FleetConcurrency requests in flight.
-func FindKeyrings(ctx context.Context, cfg *rest.Config, prefix string) ([]KeyringSecret, error) {
+func FindKeyrings(ctx context.Context, cfg *rest.Config, prefix string) (Fleet, error) {
 	// client-go's default client-side limit (5 requests/s) would make 200 keyrings take 40 s; the concurrency bound
 	// above is what limits the load.
-	cfg = rest.CopyConfig(cfg)
+	clock := &serverClock{}
+	cfg = withServerClock(cfg, clock)
 	cfg.QPS, cfg.Burst = 100, 2*FleetConcurrency
 	meta, err := metadata.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return Fleet{}, err
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, err
+		return Fleet{}, err
 	}
 	var found []KeyringSecret
 	opts := metav1.ListOptions{Limit: 500}
 	for {
 		list, err := meta.Resource(schema.GroupVersionResource{Version: "v1", Resource: "secrets"}).List(ctx, opts)
 		if err != nil {
-			return nil, fmt.Errorf("listing Secrets in all namespaces (metadata only): %w", err)
+			return Fleet{}, fmt.Errorf("listing Secrets in all namespaces (metadata only): %w", err)
 		}
 		for _, item := range list.Items {
 			if !IsKeyring(item.ObjectMeta, prefix) {
@@ -90,5 +99,9 @@ func FindKeyrings(ctx context.Context, cfg *rest.Config, prefix string) ([]Keyri
 		}(&found[i])
 	}
 	wg.Wait()
-	return found, nil
+	now, ok := clock.now()
+	if !ok {
+		return Fleet{}, fmt.Errorf("the API server sent no Date header: cannot follow its clock")
+	}
+	return Fleet{Keyrings: found, Now: now}, nil
 }

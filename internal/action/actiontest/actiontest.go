@@ -85,10 +85,10 @@ func (f *Fixture) Config(in string, getenv func(string) string) *action.Config {
 		Connect: func(namespace, secret string) (*kube.Keyring, error) {
 			return &kube.Keyring{Cluster: &kube.Cluster{Client: f.Client, Namespace: namespace, Clock: func() time.Time { return Now }}, SecretName: secret}, nil
 		},
-		FindKeyrings: func(ctx context.Context) ([]kube.KeyringSecret, error) {
+		FindKeyrings: func(ctx context.Context) (kube.Fleet, error) {
 			list, err := f.Client.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
 			if err != nil {
-				return nil, err
+				return kube.Fleet{}, err
 			}
 			var out []kube.KeyringSecret
 			for _, s := range list.Items {
@@ -96,7 +96,7 @@ func (f *Fixture) Config(in string, getenv func(string) string) *action.Config {
 					out = append(out, kube.KeyringSecret{Namespace: s.Namespace, Name: s.Name, Release: s.Labels["app.kubernetes.io/instance"], Annotations: s.Annotations, Data: s.Data})
 				}
 			}
-			return out, nil
+			return kube.Fleet{Keyrings: out, Now: Now}, nil
 		},
 		Helm:          f.Helm,
 		HelmAt:        func(bin string) helmexec.Runner { return f.Helm.At(bin) },
