@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/tracebloc/helm-rotate-key/internal/action"
 	"github.com/tracebloc/helm-rotate-key/internal/action/actiontest"
@@ -117,6 +119,30 @@ func TestHookPathFailureNamesTheJobs(t *testing.T) {
 	_, err := a.Run(context.Background(), c)
 	if err == nil || !strings.Contains(err.Error(), "helm upgrade of app failed (exit 1)") || !strings.Contains(err.Error(), "rerun: helm -n team rotate-key app --secret app-keys --yes") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Ctrl-C during a local run's rollout: the lock is released and the error says how to resume.
+func TestInterruptedLocalRunSaysHowToResume(t *testing.T) {
+	anno := withTTL(nil)
+	anno[rotation.AnnoConsumers] = "Deployment/signer"
+	signer := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "signer", Namespace: actiontest.Namespace, Generation: 1},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(1)), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "signer"}},
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "signer",
+				EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app-keys"}}}}}}}}},
+		Status: appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 1}} // never updated: the rollout waits
+	f, c := fixture(actiontest.Keyring("app-keys", 1, 0, anno), signer)
+	ctx, cancel := context.WithCancel(context.Background())
+	c.Sleep = func(ctx context.Context, _ time.Duration) error { cancel(); return ctx.Err() }
+	a := action.Rotate{Target: action.Target{Release: "app", Secret: "app-keys", Namespace: actiontest.Namespace}, SecretGiven: true, Mode: action.ModeRun, Yes: true, Local: true, Timeout: time.Minute}
+	_, err := a.Run(ctx, c)
+	if err == nil || !strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), "lock was released") ||
+		!strings.Contains(err.Error(), "resume with: helm -n team rotate-key app --secret app-keys --local --yes") {
+		t.Fatalf("got %v", err)
+	}
+	s, _ := f.Client.CoreV1().Secrets(actiontest.Namespace).Get(context.Background(), "app-keys", metav1.GetOptions{})
+	if s.Annotations[rotation.AnnoLease] != "" || s.Annotations[rotation.AnnoPhase] != string(rotation.KeyAdded) {
+		t.Fatalf("lease %q, phase %q", s.Annotations[rotation.AnnoLease], s.Annotations[rotation.AnnoPhase])
 	}
 }
 

@@ -95,6 +95,9 @@ func (a *Rotate) Run(ctx context.Context, c *Config) (RotateResult, error) {
 	if errors.Is(err, engine.ErrRolloutTimeout) {
 		return RotateResult{}, fmt.Errorf("%w\nResume with: %s", err, a.ResumeCommand())
 	}
+	if errors.Is(err, context.Canceled) {
+		return RotateResult{}, fmt.Errorf("interrupted: %w. The rotation stands where its last completed step left it (helm -n %s rotate-key status %s shows it); resume with: %s", err, a.Namespace, a.Release, a.ResumeCommand())
+	}
 	if err != nil {
 		return RotateResult{}, Classify(err)
 	}

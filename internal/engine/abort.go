@@ -16,6 +16,14 @@ import (
 // signer uses vN again. A phase without an abort transition (a retired vN cannot come back) is refused: finish the
 // rotation instead.
 func (e *Engine) Abort(ctx context.Context) (Result, error) {
+	res, err := e.abort(ctx)
+	if err != nil && ctx.Err() != nil {
+		err = e.releaseInterrupted(ctx, err) // as Run: an interrupted abort leaves no lock behind
+	}
+	return res, err
+}
+
+func (e *Engine) abort(ctx context.Context) (Result, error) {
 	for attempt := 0; ; attempt++ {
 		secret, k, st, now, err := e.observe(ctx)
 		if err != nil {

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +184,31 @@ func TestAVersionAnAbortRemovedIsNeverReused(t *testing.T) {
 	}
 	if got := keyring.DataKeys(s.secretData()); got != "active,key.v1,key.v3" {
 		t.Fatalf("keyring after the next rotation: %s", got)
+	}
+}
+
+// Ctrl-C during a rollout (the context cancelled) releases the rotation lock on the way out: the next run, by
+// anyone, resumes at once instead of waiting for the lock to lapse. The run's error says it was interrupted.
+func TestInterruptedRolloutReleasesTheLock(t *testing.T) {
+	s := newSim(t, 7)
+	ctx, cancel := context.WithCancel(context.Background())
+	e := simEngine(s, "r1")
+	e.Sleep = func(ctx context.Context, d time.Duration) error { s.advance(d); cancel(); return ctx.Err() }
+	_, err := e.Run(ctx, true)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want the interruption, got %v", err)
+	}
+	sec := s.mustSecret()
+	st, _ := rotation.ParseState(sec.Annotations)
+	if lease := sec.Annotations[rotation.AnnoLease]; lease != "" {
+		t.Fatalf("the interrupted run left its lock (%s) in phase %s", lease, st.Phase)
+	}
+	if st.Phase != rotation.KeyAdded {
+		t.Fatalf("interrupted in the first rollout: want KeyAdded, got %s", st.Phase)
+	}
+	other := simEngine(s, "r2")
+	other.Holder = "someone else"
+	if res, err := other.Run(context.Background(), true); err != nil || res.Decision.Step != rotation.StepWaitTTL {
+		t.Fatalf("another run resumes at once: %v %+v", err, res.Decision)
 	}
 }

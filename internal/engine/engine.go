@@ -109,7 +109,17 @@ const MaxConflictRetries = 20
 var ErrRolloutTimeout = errors.New("rollout did not finish in time")
 
 // Run drives the rotation as far as it can go now. startRequested starts a new rotation when none is in progress.
+// Interrupted (Ctrl-C, a Job's SIGTERM), it releases the rotation lock it holds on the way out, so that the next
+// run resumes at once instead of waiting for the lock to lapse; its error then wraps context.Canceled.
 func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
+	res, err := e.run(ctx, startRequested)
+	if err != nil && ctx.Err() != nil {
+		err = e.releaseInterrupted(ctx, err)
+	}
+	return res, err
+}
+
+func (e *Engine) run(ctx context.Context, startRequested bool) (Result, error) {
 	acted := false // once this run has moved the rotation, reaching Idle again means it finished
 	for attempt := 0; ; attempt++ {
 		secret, k, st, now, err := e.observe(ctx)

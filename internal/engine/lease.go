@@ -95,6 +95,27 @@ func (e *Engine) release(ctx context.Context, secret *corev1.Secret) error {
 	return err
 }
 
+// ReleaseTimeout bounds the write that releases the lock after an interruption (the run's own context is done).
+const ReleaseTimeout = 10 * time.Second
+
+// releaseInterrupted releases the lock of a run whose context was cancelled mid-step, on a context of its own, and
+// says so in the returned error (which keeps cause, so errors.Is(err, context.Canceled) holds).
+func (e *Engine) releaseInterrupted(ctx context.Context, cause error) error {
+	if e.lease == nil {
+		return cause
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ReleaseTimeout)
+	defer cancel()
+	secret, err := e.Cluster.Secret(ctx)
+	if err == nil {
+		err = e.release(ctx, secret)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; releasing the rotation lock failed too (%v): it lapses by itself %s after its last renewal", cause, err, rotation.LeaseDuration)
+	}
+	return fmt.Errorf("%w; the rotation lock was released", cause)
+}
+
 func holderOf(l *rotation.Lease) string {
 	if l == nil {
 		return "nobody (the lock was removed)"
