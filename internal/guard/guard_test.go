@@ -125,6 +125,31 @@ func TestFindSecretRefusesAmbiguity(t *testing.T) {
 	}
 }
 
+// The guard reads a render as Helm applies it, or refuses it: a mapping with a key twice (Helm keeps the last, a
+// first-match reader the first) is refused, and a kind spelled with escapes is still the Secret.
+func TestFindSecretReadsWhatHelmApplies(t *testing.T) {
+	head := "apiVersion: v1\nmetadata:\n  name: keys\n"
+	for name, stream := range map[string]string{
+		"a data key twice":    head + "kind: Secret\ndata:\n  key.v1: " + b64(k1) + "\n  key.v1: " + b64(k2) + "\n  active: " + b64("v1") + "\n",
+		"kind twice":          head + "kind: ConfigMap\nkind: Secret\ndata:\n  active: " + b64("v2") + "\n",
+		"kind as !!binary":    head + "kind: !!binary U2VjcmV0\ndata:\n  active: " + b64("v2") + "\n",
+		"name as !!binary":    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: !!binary a2V5cw==\ndata:\n  active: " + b64("v2") + "\n",
+		"metadata name twice": "apiVersion: v1\nkind: Secret\nmetadata:\n  name: other\n  name: keys\ndata:\n  active: " + b64("v2") + "\n",
+	} {
+		if r, err := FindSecret([]byte(stream), "ns", "keys"); err == nil || !strings.Contains(err.Error(), "twice") && !strings.Contains(err.Error(), "tag") {
+			t.Errorf("%s: want a refusal naming the duplicate, got %v %v", name, r, err)
+		} else if strings.Contains(err.Error(), b64(k1)) || strings.Contains(err.Error(), b64(k2)) {
+			t.Errorf("%s: the refusal shows a key: %v", name, err)
+		}
+	}
+	for name, kind := range map[string]string{"\\x escape": `"Secre\x74"`, "\\u escape": `"\u0053ecret"`, "escaped line break": "\"Sec\\\n  ret\""} {
+		r, err := FindSecret([]byte(head+"kind: "+kind+"\ndata:\n  active: "+b64("v2")+"\n"), "ns", "keys")
+		if err != nil || r == nil || string(r.Data["active"]) != "v2" {
+			t.Errorf("kind with %s: got %v %v, want the Secret", name, r, err)
+		}
+	}
+}
+
 func TestRefusalNamesEverythingButKeys(t *testing.T) {
 	rendered, _ := FindSecret([]byte(secretDoc("keys", true, map[string]string{"key.v1": k2, "active": "v1"})), "ns", "keys")
 	r := &Refusal{Release: "app", Namespace: "ns", Secret: "keys", Where: PostRenderer, Findings: Check(rendered, live(map[string]string{"key.v1": k1, "key.v2": k2, "active": "v2"}, nil), now)}

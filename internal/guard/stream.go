@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"regexp"
+	"strings"
 
 	"sigs.k8s.io/kustomize/kyaml/kio"
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -68,6 +69,9 @@ func FindSecret(stream []byte, namespace, name string) (*Rendered, error) {
 		return nil
 	}
 	for _, n := range nodes {
+		if err := readsLikeHelm(n.YNode()); err != nil {
+			return nil, err
+		}
 		if err := visit(n); err != nil {
 			return nil, err
 		}
@@ -78,11 +82,42 @@ func FindSecret(stream []byte, namespace, name string) (*Rendered, error) {
 	return found, nil
 }
 
+// readsLikeHelm refuses what Helm would read differently from the guard: a mapping that holds a key twice (Helm
+// applies the last value, a reader that takes the first checks something else: a `kind` or a key version given
+// twice), and a scalar whose tag changes its value (!!binary decodes base64, a local tag is Helm's to interpret).
+func readsLikeHelm(n *yaml.Node) error {
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!binary" || strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!")) {
+		return fmt.Errorf("the rendered manifests hold a value with the YAML tag %s (line %d), which Helm reads differently from its text: render the plain value instead", n.Tag, n.Line)
+	}
+	if n.Kind == yaml.MappingNode {
+		seen := make(map[string]bool, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode || k.Value == "<<" {
+				continue
+			}
+			if seen[k.Value] {
+				return fmt.Errorf("the rendered manifests hold key %q twice in one mapping (line %d): Helm would apply the last value, which the guard does not read as Helm does. Remove the duplicate from the chart's template", k.Value, k.Line)
+			}
+			seen[k.Value] = true
+		}
+	}
+	for _, c := range n.Content {
+		if err := readsLikeHelm(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // separator matches a YAML document separator line.
 var separator = regexp.MustCompile(`(?m)^---`)
 
 // candidates returns the documents of stream that can hold a Secret (their text mentions "Secret", or they are a
-// List): parsing only those keeps the guard's time and memory near the size of what it checks, not of the whole
+// List, or they hold an escape or a tag): parsing only those keeps the guard's time and memory near the size of what it checks, not of the whole
 // release. A document is never dropped when it could be the keyring, so this cannot hide one; a split that cuts
 // a document wrongly makes the parse fail, which refuses.
 func candidates(stream []byte) []byte {
@@ -90,7 +125,9 @@ func candidates(stream []byte) []byte {
 	var out bytes.Buffer
 	start := 0
 	keep := func(doc []byte) {
-		if bytes.Contains(doc, []byte("Secret")) || bytes.Contains(doc, []byte("List")) {
+		// A backslash may spell either word with escapes ("Secre\x74", an escaped line break) in a quoted scalar,
+		// a tag (!!binary) in base64.
+		if bytes.Contains(doc, []byte("Secret")) || bytes.Contains(doc, []byte("List")) || bytes.ContainsAny(doc, `\!`) {
 			if out.Len() > 0 && !bytes.HasPrefix(doc, []byte("---")) {
 				out.WriteString("---\n")
 			}
