@@ -11,11 +11,15 @@ import (
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
 	"github.com/tracebloc/helm-rotate-key/internal/guard"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
+	"github.com/tracebloc/helm-rotate-key/internal/release"
 )
 
 // Guard is the post-renderer (`rotate-key guard`): it passes a render through only when it keeps the release's
 // keyring Secret intact.
 type Guard struct {
+	// Namespace is the release's namespace as given (--namespace): Helm does not tell a post-renderer, so an empty
+	// one is taken from the rendered objects, never from the kubeconfig (a wrong one reads "not found" and would
+	// pass as a first install).
 	Release, Secret, Namespace string
 	// Offline checks only what the stream proves, without reading the live Secret.
 	Offline bool
@@ -33,10 +37,17 @@ func (a *Guard) Check(ctx context.Context, c *Config, in []byte) error {
 	if secretName == "" {
 		secretName = a.Release + DefaultSecretSuffix
 	}
-	refusal := func(findings []guard.Finding) *guard.Refusal {
-		return &guard.Refusal{Release: a.Release, Namespace: a.Namespace, Secret: secretName, Where: guard.PostRenderer, Findings: findings}
+	namespace := a.Namespace
+	if namespace == "" {
+		namespace = guard.NamespaceHint(in)
 	}
-	rendered, err := guard.FindSecret(in, a.Namespace, secretName)
+	if namespace == "" && !a.Offline {
+		return exitcode.Withf(exitcode.Refused, "rotate-key guard refused release %q: it cannot tell the release's namespace (Helm does not pass it to a post-renderer, and the rendered objects name none), so it cannot read the live keyring to compare; nothing was applied. Add --post-renderer-args --namespace=NS, or run helm rotate-key upgrade, which passes it", a.Release)
+	}
+	refusal := func(findings []guard.Finding) *guard.Refusal {
+		return &guard.Refusal{Release: a.Release, Namespace: namespace, Secret: secretName, Where: guard.PostRenderer, Findings: findings}
+	}
+	rendered, err := guard.FindSecret(in, namespace, secretName)
 	if err != nil {
 		return exitcode.Withf(exitcode.Refused, "rotate-key guard refused release %q: %v; nothing was applied", a.Release, err)
 	}
@@ -46,17 +57,45 @@ func (a *Guard) Check(ctx context.Context, c *Config, in []byte) error {
 		}
 		return nil
 	}
-	v, err := judgeLive(ctx, c, a.Namespace, secretName, func(live *guard.Live, now time.Time) []guard.Finding {
+	v, err := judgeLive(ctx, c, namespace, secretName, func(live *guard.Live, now time.Time) []guard.Finding {
 		return guard.Check(rendered, live, now)
 	})
 	if err != nil {
 		return exitcode.Withf(exitcode.Refused, "rotate-key guard refused release %q: cannot read keyring Secret %s/%s to compare (%v), and an unchecked upgrade could drop keys; nothing was applied. Check access (kubectl auth can-i get secret/%s -n %s) and pass --post-renderer-args --namespace=NS --post-renderer-args --kube-context=CTX if Helm's differ from the defaults, or add --post-renderer-args --offline to check only the stream",
-			a.Release, a.Namespace, secretName, err, secretName, a.Namespace)
+			a.Release, namespace, secretName, err, secretName, namespace)
+	}
+	if v.secret == nil {
+		return a.firstInstall(ctx, c, v.target, namespace, secretName)
 	}
 	if len(v.findings) == 0 {
 		return nil
 	}
 	return v.refuse(ctx, "guard", refusal(v.findings))
+}
+
+// firstInstall lets a render through when the live keyring is not found only if no deployed revision of the
+// release rendered it: a first install, or a keyring new to this release. Otherwise the Secret was deleted or the
+// namespace is wrong, and an upgrade would generate fresh keys that every live token fails against.
+func (a *Guard) firstInstall(ctx context.Context, c *Config, target *kube.Keyring, namespace, secretName string) error {
+	refuse := func(why string) error {
+		return exitcode.Withf(exitcode.Refused, "rotate-key guard refused release %q: keyring Secret %s/%s is not in the cluster, and %s; nothing was applied. If the namespace is wrong, pass --post-renderer-args --namespace=NS (Helm does not tell a post-renderer). If the Secret was deleted, restore it first: helm -n %s rollback %s REVISION re-creates it from that revision's record, with the keys as that revision rendered them (helm history %s -n %s lists the revisions; docs/RUNBOOKS/requests-proxy-key-rotation.md, block REPAIR, finds the right one). An upgrade now would generate fresh keys and reject every live token",
+			a.Release, namespace, secretName, why, namespace, a.Release, a.Release, namespace)
+	}
+	data, err := target.DeployedRevision(ctx, c.Settings.Driver, a.Release)
+	if err != nil {
+		return refuse(fmt.Sprintf("the release's records cannot be read to tell a first install (%v)", err))
+	}
+	if data == nil {
+		return nil // no deployed revision: a first install
+	}
+	rel, err := release.Decode(data)
+	if err != nil {
+		return refuse(fmt.Sprintf("the deployed revision's record cannot be read (%v)", err))
+	}
+	if prev, err := guard.FindSecret([]byte(rel.Manifest), namespace, secretName); err != nil || prev != nil {
+		return refuse(fmt.Sprintf("the deployed revision %d of the release rendered it", rel.Version))
+	}
+	return nil // the keyring is new to this release
 }
 
 // HookGuard is `rotate-key hook guard`, the chart's pre-upgrade and pre-rollback hook Job: the server-side layer of

@@ -107,7 +107,7 @@ func TestConnectFailure(t *testing.T) {
 			return err
 		},
 		"guard": func() error {
-			return (&action.Guard{Release: "app"}).Check(context.Background(), c, []byte("kind: ConfigMap\n"))
+			return (&action.Guard{Release: "app", Namespace: actiontest.Namespace}).Check(context.Background(), c, []byte("kind: ConfigMap\n"))
 		},
 	} {
 		if err := run(); err == nil || !strings.Contains(err.Error(), "no kubeconfig") {

@@ -250,9 +250,15 @@ func cases() []cmdCase {
 		{name: "hook-guard-refuses-a-dropped-version", args: []string{"hook", "guard", "--release", "app", "--secret", secretName, "--expect", describe(1)}, objects: []runtime.Object{keyring(2, 0, nil)}, code: exitcode.Refused},
 		{name: "hook-guard-rollback-absent", args: []string{"hook", "guard", "--where", "pre-rollback", "--release", "app", "--secret", secretName, "--expect", "absent"}, objects: []runtime.Object{keyring(2, 0, nil)}, code: exitcode.Refused},
 		{name: "hook-guard-bad-where", args: []string{"hook", "guard", "--where", "post-upgrade", "--secret", secretName, "--expect", "absent"}, code: exitcode.Usage},
-		{name: "guard-passes-an-intact-render", args: []string{"guard", "--release", "app"}, stdin: manifest(2), objects: []runtime.Object{keyring(2, 0, nil)}},
-		{name: "guard-refuses-a-dropped-version", args: []string{"guard", "--release", "app"}, stdin: manifest(1), objects: []runtime.Object{keyring(2, 0, nil)}, code: exitcode.Refused},
-		{name: "guard-first-install", args: []string{"guard", "--release", "app"}, stdin: manifest(1)},
+		{name: "guard-passes-an-intact-render", args: []string{"guard", "--release", "app", "--namespace", actiontest.Namespace}, stdin: manifest(2), objects: []runtime.Object{keyring(2, 0, nil)}},
+		{name: "guard-refuses-a-dropped-version", args: []string{"guard", "--release", "app", "--namespace", actiontest.Namespace}, stdin: manifest(1), objects: []runtime.Object{keyring(2, 0, nil)}, code: exitcode.Refused},
+		{name: "guard-first-install", args: []string{"guard", "--release", "app", "--namespace", actiontest.Namespace}, stdin: manifest(1)},
+		// Helm passes a post-renderer no namespace: none given and none rendered is refused, never the kubeconfig's.
+		{name: "guard-no-namespace", args: []string{"guard", "--release", "app"}, stdin: manifest(1), objects: []runtime.Object{keyring(2, 0, nil)}, code: exitcode.Refused},
+		{name: "guard-namespace-from-the-render", args: []string{"guard", "--release", "app"}, stdin: strings.ReplaceAll(manifest(1), "\nmetadata:\n", "\nmetadata:\n  namespace: "+actiontest.Namespace+"\n"), objects: []runtime.Object{keyring(2, 0, nil)}, code: exitcode.Refused},
+		// Not found passes only when no deployed revision rendered the keyring (a deleted Secret, a wrong namespace).
+		{name: "guard-keyring-deleted", args: []string{"guard", "--release", "app", "--namespace", actiontest.Namespace}, stdin: manifest(1), objects: []runtime.Object{actiontest.ReleaseRendering("app", 2, "deployed", manifest(2))}, code: exitcode.Refused},
+		{name: "guard-keyring-new-to-the-release", args: []string{"guard", "--release", "app", "--namespace", actiontest.Namespace}, stdin: manifest(1), objects: []runtime.Object{actiontest.ReleaseRendering("app", 2, "deployed", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-config\n")}},
 		// upgrade and rollback through the operator's Helm
 		{name: "upgrade-helm4", args: []string{"upgrade", "app", "./chart", "--reuse-values", "--set", "replicas=3"}, objects: []runtime.Object{keyring(1, 0, nil)}, helm: helm4(0)},
 		{name: "upgrade-helm3", args: []string{"upgrade", "app", "./chart", "-n", "other", "--reuse-values"}, helm: helm3},
@@ -300,7 +306,7 @@ func cases() []cmdCase {
 		{name: "hook-guard-not-found", args: []string{"hook", "guard", "--release", "app", "--secret", secretName, "--expect", describe(1)}},
 		{name: "hook-guard-bad-expect", args: []string{"hook", "guard", "--secret", secretName, "--expect", "keep=true;key.v1=short"}, code: exitcode.Usage},
 		{name: "guard-offline", args: []string{"guard", "--release", "app", "--offline"}, stdin: manifest(2)},
-		{name: "guard-empty-render", args: []string{"guard", "--release", "app"}, code: exitcode.Refused},
+		{name: "guard-empty-render", args: []string{"guard", "--release", "app", "--namespace", actiontest.Namespace}, code: exitcode.Refused},
 		{name: "upgrade-reset-values-keeps-the-secret", args: []string{"upgrade", "app", "./chart", "--reset-values"}, objects: []runtime.Object{keyring(2, 0, nil)}, helm: func(bin string, args []string) (string, int) {
 			if args[len(args)-1] == "json" {
 				return fmt.Sprintf("{\"manifest\":%q}", manifest(2)), 0

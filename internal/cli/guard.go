@@ -51,7 +51,11 @@ func newGuardCommand(c *action.Config) *cobra.Command {
 			}
 			err = o.validate()
 			if err == nil {
-				o.a.Namespace = c.Settings.ResolveNamespace()
+				// Only a namespace given as a flag: under Helm nothing else names the release's (the kubeconfig's
+				// would be a guess, and a wrong one reads "not found").
+				if f := cmd.Flag("namespace"); f != nil && f.Changed {
+					o.a.Namespace = c.Settings.Namespace
+				}
 				err = o.a.Check(cmd.Context(), c, in)
 			}
 			if err != nil {

@@ -26,3 +26,24 @@ func SecretNameHint(stream []byte) string {
 	}
 	return ""
 }
+
+// NamespaceHint returns the one namespace the stream's documents that can hold a Secret name in metadata.namespace,
+// or "" when they name none or several: Helm does not tell a post-renderer the release's namespace, and a chart
+// that writes {{ .Release.Namespace }} into its objects tells it instead. Parse errors are left to FindSecret.
+func NamespaceHint(stream []byte) string {
+	nodes, err := (&kio.ByteReader{Reader: bytes.NewReader(candidates(stream)), OmitReaderAnnotations: true}).Read()
+	if err != nil {
+		return ""
+	}
+	found := ""
+	for _, n := range nodes {
+		switch ns := n.GetNamespace(); {
+		case ns == "" || ns == found:
+		case found == "":
+			found = ns
+		default:
+			return ""
+		}
+	}
+	return found
+}

@@ -23,7 +23,7 @@ type Rendered struct {
 }
 
 // FindSecret parses a rendered manifest stream and returns the Secret named name in namespace (a document without
-// a namespace is the release's), nil when the stream does not render it. A stream that is not YAML, or that
+// a namespace is the release's; namespace "" matches any), nil when the stream does not render it. A stream that is not YAML, or that
 // renders the Secret twice, is an error: Helm would fail or apply one of them arbitrarily.
 func FindSecret(stream []byte, namespace, name string) (*Rendered, error) {
 	nodes, err := (&kio.ByteReader{Reader: bytes.NewReader(candidates(stream)), OmitReaderAnnotations: true}).Read()
@@ -57,7 +57,7 @@ func FindSecret(stream []byte, namespace, name string) (*Rendered, error) {
 		if kind != "Secret" || n.GetName() != name {
 			return nil
 		}
-		if ns := n.GetNamespace(); ns != "" && ns != namespace {
+		if ns := n.GetNamespace(); ns != "" && namespace != "" && ns != namespace {
 			return nil
 		}
 		r, err := decodeSecret(n)

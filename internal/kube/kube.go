@@ -69,33 +69,9 @@ func (c *Cluster) ReleaseRecord(ctx context.Context, driver, release string) ([]
 
 // ReleaseRevision reads the storage record of one revision of a release (0: the newest).
 func (c *Cluster) ReleaseRevision(ctx context.Context, driver, release string, revision int) ([]byte, error) {
-	opts := metav1.ListOptions{LabelSelector: "owner=helm,name=" + release}
-	type record struct {
-		version int
-		data    []byte
-	}
-	var records []record
-	switch driver {
-	case "", "secret", "secrets":
-		list, err := c.Client.CoreV1().Secrets(c.Namespace).List(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("reading the records of release %q in namespace %q: %w", release, c.Namespace, err)
-		}
-		for _, s := range list.Items {
-			v, _ := strconv.Atoi(s.Labels["version"])
-			records = append(records, record{v, s.Data["release"]})
-		}
-	case "configmap", "configmaps":
-		list, err := c.Client.CoreV1().ConfigMaps(c.Namespace).List(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("reading the records of release %q in namespace %q: %w", release, c.Namespace, err)
-		}
-		for _, cm := range list.Items {
-			v, _ := strconv.Atoi(cm.Labels["version"])
-			records = append(records, record{v, []byte(cm.Data["release"])})
-		}
-	default:
-		return nil, fmt.Errorf("HELM_DRIVER=%q is not supported: rotate-key reads releases stored by the \"secret\" or \"configmap\" driver", driver)
+	records, err := c.releaseRecords(ctx, driver, release, "")
+	if err != nil {
+		return nil, err
 	}
 	newest := -1
 	var data []byte
@@ -114,4 +90,55 @@ func (c *Cluster) ReleaseRevision(ctx context.Context, driver, release string, r
 		return nil, fmt.Errorf("release %q has no revision %d in namespace %q (helm history %s -n %s lists them)", release, revision, c.Namespace, release, c.Namespace)
 	}
 	return data, nil
+}
+
+// DeployedRevision reads the storage record of the release's deployed revision (Helm labels it status=deployed);
+// nil when there is none: a first install, or a release whose every revision failed.
+func (c *Cluster) DeployedRevision(ctx context.Context, driver, release string) ([]byte, error) {
+	records, err := c.releaseRecords(ctx, driver, release, ",status=deployed")
+	if err != nil || len(records) == 0 {
+		return nil, err
+	}
+	newest := records[0]
+	for _, r := range records[1:] {
+		if r.version > newest.version {
+			newest = r
+		}
+	}
+	return newest.data, nil
+}
+
+type releaseRecord struct {
+	version int
+	data    []byte
+}
+
+// releaseRecords lists the release's storage records (more: further label requirements, e.g. ",status=deployed"),
+// with the Helm driver in use.
+func (c *Cluster) releaseRecords(ctx context.Context, driver, release, more string) ([]releaseRecord, error) {
+	opts := metav1.ListOptions{LabelSelector: "owner=helm,name=" + release + more}
+	var records []releaseRecord
+	switch driver {
+	case "", "secret", "secrets":
+		list, err := c.Client.CoreV1().Secrets(c.Namespace).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("reading the records of release %q in namespace %q: %w", release, c.Namespace, err)
+		}
+		for _, s := range list.Items {
+			v, _ := strconv.Atoi(s.Labels["version"])
+			records = append(records, releaseRecord{v, s.Data["release"]})
+		}
+	case "configmap", "configmaps":
+		list, err := c.Client.CoreV1().ConfigMaps(c.Namespace).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("reading the records of release %q in namespace %q: %w", release, c.Namespace, err)
+		}
+		for _, cm := range list.Items {
+			v, _ := strconv.Atoi(cm.Labels["version"])
+			records = append(records, releaseRecord{v, []byte(cm.Data["release"])})
+		}
+	default:
+		return nil, fmt.Errorf("HELM_DRIVER=%q is not supported: rotate-key reads releases stored by the \"secret\" or \"configmap\" driver", driver)
+	}
+	return records, nil
 }

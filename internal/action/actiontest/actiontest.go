@@ -219,6 +219,15 @@ func Keyring(name string, n, active int, annotations map[string]string) *corev1.
 // Release is the storage record (driver "secret") of revision rev of release name, with values and hooks: the
 // JSON Helm writes, gzipped and base64-encoded as its storage drivers do.
 func Release(name string, rev int, status string, values map[string]any, hooks ...string) *corev1.Secret {
+	return record(name, rev, status, values, "", hooks)
+}
+
+// ReleaseRendering is the storage record of a revision whose rendered manifest is manifest.
+func ReleaseRendering(name string, rev int, status, manifest string) *corev1.Secret {
+	return record(name, rev, status, nil, manifest, nil)
+}
+
+func record(name string, rev int, status string, values map[string]any, manifest string, hooks []string) *corev1.Secret {
 	type hook struct {
 		Kind     string `json:"kind"`
 		Manifest string `json:"manifest"`
@@ -230,7 +239,7 @@ func Release(name string, rev int, status string, values map[string]any, hooks .
 	rel := map[string]any{"name": name, "namespace": Namespace, "version": rev,
 		"info":   map[string]any{"status": status, "description": "Upgrade complete"},
 		"chart":  map[string]any{"metadata": map[string]any{"name": "example-app", "version": "0.1.0", "appVersion": "1.0.0"}, "values": map[string]any{}},
-		"config": values, "hooks": hs}
+		"config": values, "hooks": hs, "manifest": manifest}
 	js, _ := json.Marshal(rel)
 	var b bytes.Buffer
 	zw := gzip.NewWriter(&b)
