@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 	"github.com/tracebloc/helm-rotate-key/test/chart"
 )
@@ -39,7 +40,8 @@ type secretSeen struct {
 
 type podSeen struct {
 	name, restartedFor string
-	added, deleted     int // sequence numbers; 0 = not seen
+	added, deleted     int       // sequence numbers; 0 = not seen
+	deletedAt          time.Time // when the watch delivered the deletion (the pod ran until then at the latest)
 }
 
 func (r *recorder) next() int { r.seq++; return r.seq }
@@ -92,12 +94,43 @@ func watchNamespace(ctx context.Context, t *testing.T, ns, secret string) *recor
 					ps.added = r.next()
 				}
 			case watch.Deleted:
-				ps.deleted = r.next()
+				ps.deleted, ps.deletedAt = r.next(), time.Now()
 			}
 			r.mu.Unlock()
 		}
 	}()
 	return r
+}
+
+// assertRetireAfterOutlivesOldPods checks retire-after against the test's own watch: every pod that ran when v2
+// was promoted could sign with v1 until it was gone, so v1 must stay until the last of them was deleted + the TTL
+// (60 s). A retire-after counted from the promotion fails it whenever the second rollout outlasts the margin.
+func assertRetireAfterOutlivesOldPods(t *testing.T, ns string, rec *recorder, promoted int) {
+	t.Helper()
+	s, err := cluster.Client.CoreV1().Secrets(ns).Get(context.Background(), "app-requests-proxy-admin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := rotation.ParseState(s.Annotations)
+	if err != nil || st.RetireAfter.IsZero() {
+		t.Fatalf("no retire-after after the first run: %v %+v", err, st)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var last time.Time
+	lastPod := ""
+	for _, p := range rec.pods {
+		if p.added < promoted && p.deleted > promoted && p.deletedAt.After(last) {
+			last, lastPod = p.deletedAt, p.name
+		}
+	}
+	if lastPod == "" {
+		t.Fatal("no pod that ran at the promotion was seen deleted")
+	}
+	if floor := last.Add(60 * time.Second); st.RetireAfter.Before(floor) {
+		t.Errorf("retire-after %s is before %s: pod %s ran at the promotion, could sign with v1 until it was deleted at %s, and its tokens live 60 s",
+			st.RetireAfter.Format(time.RFC3339), floor.Format(time.RFC3339), lastPod, last.Format(time.RFC3339))
+	}
 }
 
 // catchUp waits until the pod watch has delivered what the API server shows now: every pod listed was seen added,
@@ -226,8 +259,13 @@ func fullRotation(t *testing.T, major int, hooks bool) {
 	ns := namespace(t, fmt.Sprintf("rotate-h%d", major), nil)
 	// Real token traffic throughout, with each key delivery on each side across the four runs.
 	signerKeys, verifierKeys := "env", "volume"
-	if major == 4 {
+	if major == 4 && hooks {
 		signerKeys, verifierKeys = "volume", "env"
+	}
+	if major == 4 && !hooks {
+		// The slow signer below must keep signing with v1 until it is gone: a volume-fed one switches to v2 at its
+		// first refresh after the promotion, often within seconds (the fourth attack on the instrument).
+		signerKeys, verifierKeys = "env", "env"
 	}
 	// On the hook path the signers' clock runs 45 s ahead of the verifiers': within the 60 s clock-skew margin that
 	// retire-after adds, so still no token may be rejected.
@@ -298,6 +336,7 @@ func fullRotation(t *testing.T, major int, hooks bool) {
 	if second != pods || len(alive) != pods {
 		t.Fatalf("second rollout: %d pods restarted after the promotion, %d pods of the first rollout replaced; want %d and %d", second, len(alive), pods, pods)
 	}
+	assertRetireAfterOutlivesOldPods(t, ns, rec, promoted)
 
 	// Before retire-after: refused (still waiting), the Secret keeps v1.
 	out, err = h.Run(ctx, runArgs...)

@@ -25,10 +25,11 @@ func TestReportClassifies(t *testing.T) {
 	at := func(s float64) time.Time { return exp.Add(time.Duration(s * float64(time.Second))) }
 	r := &Run{d: d, issued: 3, records: []Presentation{
 		{ID: "1", Kid: "v1", Expires: exp, At: at(-30), Accepted: true},
-		{ID: "1", Kid: "v1", Expires: exp, At: at(-10), Accepted: false, Reason: "unknown-kid"}, // breaks the promise
-		{ID: "1", Kid: "v1", Expires: exp, At: at(-1), Accepted: false},                         // ambiguous: within the margin
-		{ID: "1", Kid: "v1", Expires: exp, At: at(3), Accepted: true},                           // ambiguous: within skew + margin
-		{ID: "2", Kid: "v2", Expires: exp, At: at(4), Accepted: true},                           // an expired token accepted
+		{ID: "1", Kid: "v1", Expires: exp, At: at(-10), Accepted: false, Reason: "unknown-kid"},     // breaks the promise
+		{ID: "1", Kid: "v1", Expires: exp, At: at(-1), Accepted: false},                             // ambiguous: within the margin
+		{ID: "1", Kid: "v1", Expires: exp, At: at(-3), Latency: 4 * time.Second, Reason: "expired"}, // ambiguous: answered after exp
+		{ID: "1", Kid: "v1", Expires: exp, At: at(3), Accepted: true},                               // ambiguous: within skew + margin
+		{ID: "2", Kid: "v2", Expires: exp, At: at(4), Accepted: true},                               // an expired token accepted
 		{ID: "3", Kid: "v2", Expires: exp, At: at(4), Accepted: false},
 	}}
 	rep := r.report()

@@ -438,10 +438,13 @@ func (r *Run) present(tok string, c token.Claims, exp time.Time) {
 	r.count(&r.unreachable, "a token no verifier answered in 10 attempts")
 }
 
-// Classify says what a presentation proves under the driver's skew and margin.
+// Classify says what a presentation proves under the driver's skew and margin. The verifier judged exp at some
+// moment between sending and the answer, so a presentation is unexpired only if its answer came before exp - Margin
+// (a stalled request that crossed exp proves nothing: judged from its start, a loaded machine made correct
+// rotations fail — the fourth attack on the instrument), and expired only if it was sent after exp + Skew + Margin.
 func (d Driver) Classify(p Presentation) Class {
 	switch {
-	case p.At.Before(p.Expires.Add(-d.Margin)):
+	case p.At.Add(p.Latency).Before(p.Expires.Add(-d.Margin)):
 		return Unexpired
 	case p.At.After(p.Expires.Add(d.Skew + d.Margin)):
 		return Expired
