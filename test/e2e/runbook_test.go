@@ -474,6 +474,13 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.pasteID(t, "EMERGENCY-B", 0)
 	p.refused(t, "ABORT-BEFORE", "stop an emergency before its promotion (the leaked keys stay active)")
 	p.pasteID(t, "B2", 0)
+	// The leaked active version deleted by hand before the promotion (round 16: every block refused, and REPAIR
+	// pointed 'active' at the absent version): nothing is lost, the blocks carry the emergency on.
+	p.handEdit(t, `{"data":{"key.v1":null}}`)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "v1, the leaked version emergency rotation") || !strings.Contains(where, "by hand: block B3") {
+		t.Fatalf("Where am I? must carry the emergency on once its leaked active version is gone:\n%s", where)
+	}
+	p.refused(t, "REPAIR", "a repair that would point 'active' at the deleted leaked version")
 	p.pasteID(t, "B3", 0)
 	p.refused(t, "ABORT-AFTER", "undo an emergency after its promotion (a leaked key active again)")
 	p.follow(t, "B2")
@@ -496,15 +503,8 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.pasteID(t, "REPAIR", 0)
 	p.refused(t, "EXTRA", "removing a version before the restart the repair needs")
 	restart(t, p)
-	// Signers that started while 'active' named v2 signed with it (the round-14 reviewer's rejected tokens): v2 goes
-	// only once those tokens expired, even after an emergency.
-	where := p.pasteID(t, "WHERE", 0)
-	m := regexp.MustCompile(`next:    block EXTRA \(removes v2, from (\S+)\)`).FindStringSubmatch(where)
-	if m == nil {
-		t.Fatalf("Where am I? must say from when EXTRA may remove v2:\n%s", where)
-	}
-	p.refused(t, "EXTRA", "removing the version 'active' named before the repair while its tokens live")
-	sleepPast(t, m[1])
+	// Signers that started while 'active' named v2 signed with it, but v2 leaked: its tokens stop now, like every
+	// token of a leaked version (round 16 found a leaked version trusted a TTL longer; round 14 had asked to wait).
 	p.extraRemoves(t, "leaked versions are back", "key.v2")
 	p.expectKeyring(t, "active,key.v4", 4, rotation.Idle)
 	restart(t, p)
@@ -737,24 +737,26 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 
 	// The active key removed by hand, with rollbacks in the history (the round-13 reviewer rolled back to the
 	// revision before the last 'Rollback to' line and lost more): no release record renders v5, so REPAIR names no
-	// revision at all, and the bytes come back from a backup.
-	live, err := cluster.Client.CoreV1().Secrets(p.ns).Get(ctx, p.secret, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// revision at all. With no backup either (round 16: a dead end), a new key is the way on: EMERGENCY-B, then
+	// Where am I? to the end, never reusing a version number.
 	p.handEdit(t, `{"data":{"v5":null}}`)
-	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "No Helm release record of "+p.release) || strings.Contains(out, " rollback "+p.release) {
-		t.Fatalf("REPAIR must not name a revision when no record renders the lost key:\n%s", out)
+	p.refused(t, "EMERGENCY-B", "a new key before REPAIR looked for the lost one")
+	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "No Helm release record of "+p.release) || strings.Contains(out, " rollback "+p.release) ||
+		!strings.Contains(out, "paste block EMERGENCY-B") {
+		t.Fatalf("REPAIR must not name a revision when no record renders the lost key, and must name the way on:\n%s", out)
 	}
-	backup := fmt.Sprintf(`{"data":{"v5":%q}}`, base64.StdEncoding.EncodeToString(live.Data["v5"]))
-	p.handEdit(t, backup)
-	restart(t, p)
+	p.shell.Env = append(p.shell.Env, "LEAK_REASON=v5 lost, no backup")
+	if out := p.pasteID(t, "EMERGENCY-B", 0); !strings.Contains(out, "added v6") {
+		t.Fatalf("EMERGENCY-B must add v6 when the active v5 is lost:\n%s", out)
+	}
+	p.follow(t, "B2")
+	p.expectKeyring(t, "active,v6", 6, rotation.Idle)
 
 	// Purge the retired keys from Helm's records: one record is left, and it holds only today's keyring.
 	p.shell.Env = append(p.shell.Env, "CHART="+runbookChart("runbook-plain"))
 	p.pasteID(t, "PRUNE", 0)
 	records := releaseKeyrings(t, p.ns, p.release, p.secret)
-	if len(records) != 1 || records[0] != "active,v5" {
+	if len(records) != 1 || records[0] != "active,v6" {
 		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
 	}
 }
