@@ -731,6 +731,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	// A retired version back (a rollback of a chart without the library): Where am I? sends to EXTRA, which removes it.
 	patch := fmt.Sprintf(`{"data":{"v3":%q}}`, base64.StdEncoding.EncodeToString(make32()))
 	p.handEdit(t, patch)
+	p.refused(t, "B1", "a rotation while a retired version is back (it would stay trusted through it: round 16)")
 	p.extraRemoves(t, "retired v3, but it is back", "v3")
 	p.expectKeyring(t, "active,v5", 5, rotation.Idle)
 	restart(t, p)
