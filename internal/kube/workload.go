@@ -119,6 +119,9 @@ func rolloutOf(c rotation.ConsumerRef, w workloadState, value string, pods []cor
 	}
 	old := 0
 	for _, p := range pods {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue // it ended (e.g. Evicted, kept until deleted): no process in it holds a key
+		}
 		if w.selector.Matches(labels.Set(p.Labels)) && p.Annotations[RestartAnnotation] != value {
 			old++
 		}
