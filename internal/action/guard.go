@@ -65,7 +65,7 @@ func (a *Guard) Check(ctx context.Context, c *Config, in []byte) error {
 			a.Release, namespace, secretName, err, secretName, namespace)
 	}
 	if v.secret == nil {
-		return a.firstInstall(ctx, c, v.target, namespace, secretName)
+		return a.firstInstall(ctx, c, v.target, in, namespace, secretName)
 	}
 	if len(v.findings) == 0 {
 		return nil
@@ -75,8 +75,11 @@ func (a *Guard) Check(ctx context.Context, c *Config, in []byte) error {
 
 // firstInstall lets a render through when the live keyring is not found only if no deployed revision of the
 // release rendered it: a first install, or a keyring new to this release. Otherwise the Secret was deleted or the
-// namespace is wrong, and an upgrade would generate fresh keys that every live token fails against.
-func (a *Guard) firstInstall(ctx context.Context, c *Config, target *kube.Keyring, namespace, secretName string) error {
+// namespace is wrong, and an upgrade would generate fresh keys that every live token fails against. A render whose
+// keyring has a new name while the deployed revision's keyring is no longer rendered moves every consumer to fresh
+// keys (a renamed rotate-key.secret.name): refused too. Only this branch reads the record: an intact upgrade costs
+// one GET.
+func (a *Guard) firstInstall(ctx context.Context, c *Config, target *kube.Keyring, in []byte, namespace, secretName string) error {
 	refuse := func(why string) error {
 		return exitcode.Withf(exitcode.Refused, "rotate-key guard refused release %q: keyring Secret %s/%s is not in the cluster, and %s; nothing was applied. If the namespace is wrong, pass --post-renderer-args --namespace=NS (Helm does not tell a post-renderer). If the Secret was deleted, restore it first: helm -n %s rollback %s REVISION re-creates it from that revision's record, with the keys as that revision rendered them (helm history %s -n %s lists the revisions; docs/RUNBOOKS/requests-proxy-key-rotation.md, block REPAIR, finds the right one). An upgrade now would generate fresh keys and reject every live token",
 			a.Release, namespace, secretName, why, namespace, a.Release, a.Release, namespace)
@@ -94,6 +97,12 @@ func (a *Guard) firstInstall(ctx context.Context, c *Config, target *kube.Keyrin
 	}
 	if prev, err := guard.FindSecret([]byte(rel.Manifest), namespace, secretName); err != nil || prev != nil {
 		return refuse(fmt.Sprintf("the deployed revision %d of the release rendered it", rel.Version))
+	}
+	if old := guard.SecretNameHint([]byte(rel.Manifest)); old != "" && old != secretName {
+		if still, err := guard.FindSecret(in, namespace, old); err != nil || still == nil {
+			return exitcode.Withf(exitcode.Refused, "rotate-key guard refused release %q: the render moves its keyring from Secret %s/%s (deployed revision %d) to %s, which does not exist: every consumer would switch to fresh keys and every live token would be rejected; nothing was applied. Keep the keyring's name (rotate-key.secret.name) as it is: a new name is a new keyring, and tokens signed with the old keys would fail against it",
+				a.Release, namespace, old, rel.Version, secretName)
+		}
 	}
 	return nil // the keyring is new to this release
 }

@@ -258,6 +258,8 @@ func cases() []cmdCase {
 		{name: "guard-namespace-from-the-render", args: []string{"guard", "--release", "app"}, stdin: strings.ReplaceAll(manifest(1), "\nmetadata:\n", "\nmetadata:\n  namespace: "+actiontest.Namespace+"\n"), objects: []runtime.Object{keyring(2, 0, nil)}, code: exitcode.Refused},
 		// Not found passes only when no deployed revision rendered the keyring (a deleted Secret, a wrong namespace).
 		{name: "guard-keyring-deleted", args: []string{"guard", "--release", "app", "--namespace", actiontest.Namespace}, stdin: manifest(1), objects: []runtime.Object{actiontest.ReleaseRendering("app", 2, "deployed", manifest(2))}, code: exitcode.Refused},
+		// Issue 15.1: a render that renames the keyring (--set rotate-key.secret.name=...) moves every consumer to fresh keys.
+		{name: "guard-keyring-renamed", args: []string{"guard", "--release", "app", "--namespace", actiontest.Namespace}, stdin: strings.ReplaceAll(manifest(1), secretName, "app-keyring-new"), objects: []runtime.Object{keyring(2, 0, nil), actiontest.ReleaseRendering("app", 2, "deployed", manifest(2))}, code: exitcode.Refused},
 		{name: "guard-keyring-new-to-the-release", args: []string{"guard", "--release", "app", "--namespace", actiontest.Namespace}, stdin: manifest(1), objects: []runtime.Object{actiontest.ReleaseRendering("app", 2, "deployed", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-config\n")}},
 		// upgrade and rollback through the operator's Helm
 		{name: "upgrade-helm4", args: []string{"upgrade", "app", "./chart", "--reuse-values", "--set", "replicas=3"}, objects: []runtime.Object{keyring(1, 0, nil)}, helm: helm4(0)},

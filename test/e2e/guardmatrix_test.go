@@ -152,10 +152,18 @@ func guardCase(t *testing.T, h *testcluster.Helm, layer, chart string, record fu
 			name  string
 			flags []string
 		}{"--reset-values, no namespace arg", append([]string{"--reset-values", "--set", "setting=reset-direct", "--post-renderer", "rotate-key-guard", "--post-renderer-args", "--release=app"}, keepHooks...)})
+		if chart == "lookup" {
+			// Issue 15.1: a renamed keyring is a fresh one, and every consumer would move to it.
+			cases = append(cases, struct {
+				name  string
+				flags []string
+			}{"keyring renamed", []string{"--reuse-values", "--set", "setting=renamed", "--set", "rotate-key.secret.name=app-keyring-new"}})
+		}
 	}
 	for _, c := range cases {
 		refuse := chart == "values" && (strings.HasPrefix(c.name, "--reset-values") || c.name == "--set x=y only") ||
-			strings.HasSuffix(c.name, "no namespace arg") // nothing names the namespace: refused, never guessed
+			strings.HasSuffix(c.name, "no namespace arg") || // nothing names the namespace: refused, never guessed
+			c.name == "keyring renamed"
 		expected := map[bool]string{true: "refused", false: "succeeds"}[refuse]
 		keysBefore := keyringDigest(t, ns)
 		settingBefore, revisionBefore := appState(t, ns)
@@ -163,8 +171,8 @@ func guardCase(t *testing.T, h *testcluster.Helm, layer, chart string, record fu
 		out, err := upgrade(c.flags...)
 		outputs = append(outputs, out)
 		got := map[bool]string{true: "refused", false: "succeeds"}[err != nil]
-		if err != nil && refusals(t, ns) == eventsBefore && !strings.Contains(out, "refused before anything ran") && !strings.Contains(out, "cannot tell the release's namespace") &&
-			!(h.Major == 4 && strings.HasSuffix(c.name, "no namespace arg") && strings.Contains(out, `plugin "rotate-key-guard" exited with error`)) { // Helm 4 shows no post-renderer's stderr
+		if err != nil && refusals(t, ns) == eventsBefore && !strings.Contains(out, "refused before anything ran") && !strings.Contains(out, "cannot tell the release's namespace") && !strings.Contains(out, "moves its keyring") &&
+			!(h.Major == 4 && (strings.HasSuffix(c.name, "no namespace arg") || c.name == "keyring renamed") && strings.Contains(out, `plugin "rotate-key-guard" exited with error`)) { // Helm 4 shows no post-renderer's stderr
 			got += "(not by the guard)" // a refusal must come from the guard, not from anything else that fails
 		}
 		settingAfter, revisionAfter := appState(t, ns)
