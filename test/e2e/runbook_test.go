@@ -109,7 +109,7 @@ func runbookPasses() []runbookPassSpec {
 		{"single-key", "c", 3, singleKey, false, 10 * time.Second},
 		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 330 * time.Second},
 		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second},
-		{"emergency-plugin", "b", 3, emergencyPlugin, false, 330 * time.Second},
+		{"emergency-plugin", "b", 3, emergencyPlugin, false, 400 * time.Second},
 	}
 }
 
