@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sort"
 	"strings"
 	"time"
 )
@@ -135,6 +136,22 @@ func ResolveConfig(annotations map[string]string, values map[string]any, o Overr
 				return c, fmt.Errorf("release value %s: %w", path, err)
 			}
 			configured, configuredSource = d, "release value "+path
+		} else if annotations[AnnoTTLPath] == "" {
+			// A chart without the library keeps it at a key of its own: one TTL-like value is it; between several
+			// nothing is guessed (the 90-day default never stands in silently either: a rotation is refused).
+			switch found := ttlPaths(values, ""); len(found) {
+			case 0:
+			case 1:
+				if d, err := parseSeconds(fmt.Sprint(found[0].value)); err == nil {
+					configured, configuredSource = d, "release value "+found[0].path+" (the only value whose key names a TTL; pin it with the Secret annotation "+AnnoTTLPath+")"
+				}
+			default:
+				names := make([]string, len(found))
+				for i, f := range found {
+					names[i] = f.path
+				}
+				c.TTLSource = "NOT CONFIGURED (several values look like a TTL: " + strings.Join(names, ", ") + "; name the one with the Secret annotation " + AnnoTTLPath + ", or pass --ttl)"
+			}
 		}
 	}
 	if configured > 0 {
@@ -204,6 +221,33 @@ func parseDuration(v string) (time.Duration, error) {
 
 // ParseDuration is parseDuration for flags.
 func ParseDuration(v string) (time.Duration, error) { return parseDuration(v) }
+
+type valueAt struct {
+	path  string
+	value any
+}
+
+// ttlPaths lists, sorted, the values below prefix whose key mentions a TTL ("ttl", any case) and whose value is a
+// whole number of seconds (a number, or a numeric string as --set writes it).
+func ttlPaths(values map[string]any, prefix string) []valueAt {
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []valueAt
+	for _, k := range keys {
+		switch v := values[k].(type) {
+		case map[string]any:
+			out = append(out, ttlPaths(v, prefix+k+".")...)
+		case float64, int, int64, string:
+			if _, err := parseSeconds(fmt.Sprint(v)); err == nil && strings.Contains(strings.ToLower(k), "ttl") {
+				out = append(out, valueAt{prefix + k, v})
+			}
+		}
+	}
+	return out
+}
 
 func lookupPath(values map[string]any, path string) (any, bool) {
 	var cur any = values

@@ -147,6 +147,10 @@ func TestResolveConfigPrecedence(t *testing.T) {
 		{"below minimum", nil, nil, Overrides{TTL: time.Second, Force: true, Reason: "x"}, 0, "", "between 1m0s and 10 years"},
 		{"bad annotation", map[string]string{AnnoTTLSeconds: "soon"}, nil, Overrides{}, 0, "", AnnoTTLSeconds},
 		{"bad consumers", map[string]string{AnnoConsumers: "Pod/x"}, nil, Overrides{}, 0, "", AnnoConsumers},
+		// Issue 15.6: a chart without the library keeps its TTL at a nested key. One such value is it; several are
+		// never guessed between (the source names them), and a non-TTL number is no candidate.
+		{"the one nested TTL", nil, map[string]any{"requestsProxy": map[string]any{"tokenTtlSeconds": float64(900), "replicas": float64(2)}}, Overrides{}, 900 * time.Second, "release value requestsProxy.tokenTtlSeconds (the only", ""},
+		{"several nested TTLs", nil, map[string]any{"a": map[string]any{"tokenTtlSeconds": float64(900)}, "b": map[string]any{"sessionTTL": "3600"}}, Overrides{}, DefaultTTL, "NOT CONFIGURED (several values look like a TTL: a.tokenTtlSeconds, b.sessionTTL", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,7 +161,7 @@ func TestResolveConfigPrecedence(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || c.TTL != tt.ttl || !strings.Contains(c.TTLSource, tt.source) || c.TTLDefaulted != (tt.name == "nothing configured") {
+			if err != nil || c.TTL != tt.ttl || !strings.Contains(c.TTLSource, tt.source) || c.TTLDefaulted != strings.HasPrefix(tt.source, "NOT CONFIGURED") {
 				t.Fatalf("got %s from %q (%v), want %s from %q", c.TTL, c.TTLSource, err, tt.ttl, tt.source)
 			}
 		})
