@@ -17,10 +17,7 @@ import (
 // rotation instead.
 func (e *Engine) Abort(ctx context.Context) (Result, error) {
 	res, err := e.abort(ctx)
-	if err != nil && ctx.Err() != nil {
-		err = e.releaseInterrupted(ctx, err) // as Run: an interrupted abort leaves no lock behind
-	}
-	return res, err
+	return res, e.releaseInterrupted(ctx, err) // as Run: an interrupted abort leaves no lock behind
 }
 
 func (e *Engine) abort(ctx context.Context) (Result, error) {

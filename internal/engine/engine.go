@@ -113,10 +113,7 @@ var ErrRolloutTimeout = errors.New("rollout did not finish in time")
 // run resumes at once instead of waiting for the lock to lapse; its error then wraps context.Canceled.
 func (e *Engine) Run(ctx context.Context, startRequested bool) (Result, error) {
 	res, err := e.run(ctx, startRequested)
-	if err != nil && ctx.Err() != nil {
-		err = e.releaseInterrupted(ctx, err)
-	}
-	return res, err
+	return res, e.releaseInterrupted(ctx, err)
 }
 
 func (e *Engine) run(ctx context.Context, startRequested bool) (Result, error) {

@@ -98,10 +98,11 @@ func (e *Engine) release(ctx context.Context, secret *corev1.Secret) error {
 // ReleaseTimeout bounds the write that releases the lock after an interruption (the run's own context is done).
 const ReleaseTimeout = 10 * time.Second
 
-// releaseInterrupted releases the lock of a run whose context was cancelled mid-step, on a context of its own, and
-// says so in the returned error (which keeps cause, so errors.Is(err, context.Canceled) holds).
+// releaseInterrupted returns a run's error cause as it is, unless the run was interrupted (its context cancelled)
+// while holding the lock: then it releases the lock on a context of its own and says so in the returned error
+// (which keeps cause, so errors.Is(err, context.Canceled) holds).
 func (e *Engine) releaseInterrupted(ctx context.Context, cause error) error {
-	if e.lease == nil {
+	if cause == nil || ctx.Err() == nil || e.lease == nil {
 		return cause
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ReleaseTimeout)
