@@ -22,6 +22,9 @@ func (a *Check) Run(ctx context.Context, c *Config) (string, error) {
 	if err := obs.require(a.Target); err != nil {
 		return "", err
 	}
+	if back := obs.resurrected(a.Target); back != "" {
+		return "", exitcode.Withf(exitcode.Overdue, "%s", back)
+	}
 	if reason := rotation.Overdue(obs.state, obs.now); reason != "" {
 		return "", exitcode.Withf(exitcode.Overdue, "%s/%s is overdue: %s; run: helm -n %s rotate-key %s%s", a.Namespace, a.Secret, reason, a.Namespace, a.Release, a.SecretFlag())
 	}

@@ -3,6 +3,7 @@ package action
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -121,4 +122,37 @@ func (obs *observation) ownerErr(t Target) error {
 		return nil
 	}
 	return fmt.Errorf("keyring Secret %s/%s belongs to release %q, not %q: its TTL and consumers are %s's. Run: helm -n %s rotate-key %s --secret %s — or name %s's own keyring with --secret", t.Namespace, t.Secret, owner, t.Release, owner, t.Namespace, owner, t.Secret, t.Release)
+}
+
+// resurrected names the retired versions the keyring holds again (rotation.State.Resurrected) and what to do, or
+// "" when there are none. A layer of the guard would have refused the write that brought them back; this is what
+// is left when none saw it (a chart without hooks upgraded plainly, no admission policy).
+func (obs *observation) resurrected(t Target) string {
+	if obs.keyring == nil || obs.stateErr != nil {
+		return ""
+	}
+	back := obs.state.Resurrected(obs.keyring.Versions(), obs.keyring.Active)
+	if len(back) == 0 {
+		return ""
+	}
+	var kids, ops []string
+	for _, v := range back {
+		kids = append(kids, keyring.Kid(v))
+		ops = append(ops, fmt.Sprintf(`{"op":"remove","path":"/data/%s"}`, strings.ReplaceAll(obs.keyring.Names[v], "/", "~1")))
+	}
+	restart := "restart every workload that reads the Secret"
+	if obs.configErr == nil && len(obs.config.Consumers) > 0 {
+		var refs []string
+		for _, c := range obs.config.Consumers {
+			refs = append(refs, strings.ToLower(c.Kind)+"/"+c.Name)
+		}
+		restart = fmt.Sprintf("restart the consumers: kubectl -n %s rollout restart %s", t.Namespace, strings.Join(refs, " "))
+	}
+	what := "is"
+	if len(back) > 1 {
+		what = "are"
+	}
+	return fmt.Sprintf("%s %s back in keyring %s/%s, retired already (%s v%d): a rollback to a revision from before the retirement, or a chart that generates missing keys, brought it back, and no guard layer saw it. Its tokens must stay rejected (a retired key may have leaked). Remove it: kubectl -n %s patch secret %s --type=json -p '[%s]'; then %s; then find what added it (helm history %s): a chart that generates missing keys adds it again on its next plain helm upgrade (helm rotate-key upgrade and the chart's guard hooks refuse that upgrade)",
+		strings.Join(kids, ", "), what, t.Namespace, t.Secret, rotation.AnnoRetiredUpTo, obs.state.RetiredUpTo,
+		t.Namespace, t.Secret, strings.Join(ops, ","), restart, t.Release)
 }

@@ -29,7 +29,9 @@ type StatusReport struct {
 	Active   string   `json:"active,omitempty"`
 	Encoding string   `json:"encoding,omitempty"`
 	// KeyringError is the broken invariant, when the Secret breaks one.
-	KeyringError    string           `json:"keyringError,omitempty"`
+	KeyringError string `json:"keyringError,omitempty"`
+	// Resurrected says which retired versions are back in the keyring and how to remove them.
+	Resurrected     string           `json:"resurrected,omitempty"`
 	Phase           string           `json:"phase,omitempty"`
 	RotationID      string           `json:"rotationId,omitempty"`
 	From            string           `json:"from,omitempty"`
@@ -93,6 +95,7 @@ func (a *Status) Run(ctx context.Context, c *Config) (StatusReport, error) {
 		return report, nil
 	}
 	report.Phase, report.RotationID = string(st.Phase), st.RotationID
+	report.Resurrected = obs.resurrected(a.Target)
 	if st.InProgress() {
 		report.From, report.To = keyring.Kid(st.From), keyring.Kid(st.To)
 	}

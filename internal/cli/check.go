@@ -30,10 +30,10 @@ func newCheckCommand(c *action.Config) *cobra.Command {
 	o := &targetCommand{cfg: c}
 	cmd := &cobra.Command{
 		Use:   "check RELEASE",
-		Short: "Exit 5 when a rotation or retirement is overdue (for cron and CI alerting)",
+		Short: "Exit 5 when a rotation or retirement is overdue or a retired key is back (for cron and CI alerting)",
 		Long: "check reads the keyring's state and exits 5 (overdue) when the next rotation is past due, when the old key\n" +
-			"is still trusted a day after it could have been retired, or when a rotation stopped half-way for over an hour;\n" +
-			"0 otherwise. It changes nothing.",
+			"is still trusted a day after it could have been retired, when a rotation stopped half-way for over an hour, or\n" +
+			"when a retired version is back in the keyring (it prints how to remove it); 0 otherwise. It changes nothing.",
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.complete(args)

@@ -72,6 +72,12 @@ func waiting(retireAfter time.Time) *rotation.State {
 		RetireAfter: retireAfter, TTLUsed: time.Hour, TransitionAt: retireAfter.Add(-time.Hour - time.Minute), NextRotationDue: retireAfter.Add(90 * 24 * time.Hour)}
 }
 
+// retiredV1 is a finished rotation v1 -> v2: v1 retired.
+func retiredV1() *rotation.State {
+	return &rotation.State{Phase: rotation.Idle, RotationID: "r0", From: 1, To: 2, PromotedAt: now.Add(-48 * time.Hour), RetireAfter: now.Add(-25 * time.Hour),
+		RetiredAt: now.Add(-24 * time.Hour), FinishedAt: now.Add(-24 * time.Hour), NextRotationDue: now.Add(60 * 24 * time.Hour)}
+}
+
 func withID(st *rotation.State, id string) *rotation.State {
 	st.RotationID = id
 	return st
@@ -203,6 +209,10 @@ func cases() []cmdCase {
 		{name: "check-retirement-overdue", args: []string{"check", "app", "--secret", secretName}, objects: []runtime.Object{keyring(2, 0, waiting(now.Add(-25*time.Hour)))}, code: exitcode.Overdue},
 		{name: "check-stopped-half-way", args: []string{"check", "app"}, objects: []runtime.Object{keyring(2, 1, stuck)}, code: exitcode.Overdue},
 		{name: "check-no-secret", args: []string{"check", "app"}, code: exitcode.Usage},
+		// Issue 15.2: a retired version back in the keyring (a rollback or a generating chart no guard layer saw).
+		{name: "check-retired-key-back", args: []string{"check", "app"}, objects: []runtime.Object{keyring(2, 0, retiredV1())}, code: exitcode.Overdue},
+		{name: "status-retired-key-back", args: []string{"status", "app"}, objects: []runtime.Object{keyring(2, 0, retiredV1()), release(2, nil), consumer("app-requests-proxy")}},
+		{name: "run-retired-key-back", args: []string{"run", "app", "--yes", "--force", "--reason", "audit"}, objects: []runtime.Object{keyring(2, 0, retiredV1()), release(2, nil)}, code: exitcode.Refused},
 		{name: "check-garbled-state", args: []string{"check", "app"}, objects: []runtime.Object{garbled}, code: exitcode.Refused},
 		// remind
 		{name: "remind-waiting", args: []string{"remind", "app", "--ics", "-"}, objects: []runtime.Object{keyring(2, 0, waiting(later))}},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -141,6 +142,17 @@ func (e *Engine) run(ctx context.Context, startRequested bool) (Result, error) {
 		t, ok := rotation.Lookup(st.Phase, d.Step)
 		if !ok {
 			return res, fmt.Errorf("internal error: rotation.Table has no step %s in phase %s", d.Step, st.Phase)
+		}
+		if back := st.Resurrected(k.Versions(), k.Active); len(back) > 0 && t.Step != rotation.StepEmergency && !(st.InProgress() && st.Emergency != "") {
+			// A rotation would roll the retired key out again and retire only its own outgoing version; an
+			// emergency removes every older version anyway.
+			var kids []string
+			for _, v := range back {
+				kids = append(kids, keyring.Kid(v))
+			}
+			return res, errors.Join(&keyring.Violation{Secret: k.Secret, Rule: keyring.RuleRetiredStays,
+				Detail: fmt.Sprintf("%s %s back, retired already (%s v%d)", strings.Join(kids, ", "), map[bool]string{true: "is", false: "are"}[len(kids) == 1], rotation.AnnoRetiredUpTo, st.RetiredUpTo),
+				Fix:    "remove it as helm rotate-key status prints it (RETIRED KEY BACK), then run this again"}, e.release(ctx, secret))
 		}
 		if e.Hook != "" && !rotation.HookMayPerform(e.Hook, t) {
 			return res, e.release(ctx, secret)

@@ -2,8 +2,12 @@ package engine_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tracebloc/helm-rotate-key/internal/engine"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
@@ -128,5 +132,52 @@ func TestRequestStartsOneRotationEver(t *testing.T) {
 	rv = s.mustSecret().ResourceVersion
 	if back := upgrade(t, s, "2026q4"); back.Phase != rotation.Idle || s.mustSecret().ResourceVersion != rv {
 		t.Fatalf("a rollback to the values of request 2026q4 started a rotation again: %+v %s", back, keysOf())
+	}
+}
+
+// Issue 15.2: the retirement records the mark; a retired version back in the keyring (a rollback, a chart that
+// generates missing keys) stops every run but an emergency, which removes it with the other older versions.
+func TestRetiredVersionBackStopsTheRun(t *testing.T) {
+	s := newSim(t, 11)
+	s.advance(2 * time.Second)
+	keysOf := func() string { return keyring.DataKeys(s.secretData()) }
+	st := upgrade(t, s, "2026q4")
+	s.advance(st.RetireAfter.Sub(s.now) + time.Second)
+	if done := upgrade(t, s, "2026q4"); done.Phase != rotation.Idle || keysOf() != "active,key.v2" {
+		t.Fatalf("v1 must be retired: %+v %s", done, keysOf())
+	}
+	if mark := s.mustSecret().Annotations[rotation.AnnoRetiredUpTo]; mark != "v1" {
+		t.Fatalf("the retirement must record %s v1, got %q", rotation.AnnoRetiredUpTo, mark)
+	}
+	sec := s.mustSecret()
+	sec.Data["key.v1"] = append([]byte{}, sec.Data["key.v2"]...)
+	sec.Data["key.v1"][0] ^= 1
+	if _, err := s.client.CoreV1().Secrets(ns).Update(context.Background(), sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rv := s.mustSecret().ResourceVersion
+	run := func(emergency string) error {
+		e := &engine.Engine{
+			Cluster: &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}},
+			Config:  rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
+			Holder:  "op", Actor: "op", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second, Force: true, Emergency: emergency,
+			NewRotationID: func(time.Time) string { return "r" }, LocalNow: func() time.Time { return s.now },
+			Sleep: func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
+		}
+		_, err := e.Run(context.Background(), true)
+		return err
+	}
+	var v *keyring.Violation
+	if err := run(""); !errors.As(err, &v) || v.Rule != keyring.RuleRetiredStays || !strings.Contains(err.Error(), "v1 is back") {
+		t.Fatalf("a rotation with retired v1 back must be refused: %v", err)
+	}
+	if s.mustSecret().ResourceVersion != rv {
+		t.Fatalf("the refused run wrote the Secret")
+	}
+	if err := run("INC-7"); err != nil {
+		t.Fatalf("an emergency removes every older version, the one back included: %v", err)
+	}
+	if keysOf() != "active,key.v3" || s.mustSecret().Annotations[rotation.AnnoRetiredUpTo] != "v2" {
+		t.Fatalf("after the emergency: %s, mark %q", keysOf(), s.mustSecret().Annotations[rotation.AnnoRetiredUpTo])
 	}
 }

@@ -116,7 +116,8 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 			return w, err
 		}
 		w.data = c
-		next = rotation.State{RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, FinishedAt: now, Actor: e.Actor, NextRotationDue: st.NextRotationDue}
+		next = rotation.State{RotationID: st.RotationID, From: st.From, To: st.To, StartedAt: st.StartedAt, FinishedAt: now, Actor: e.Actor, NextRotationDue: st.NextRotationDue,
+			RetiredUpTo: max(st.RetiredUpTo, st.To)} // consumers loaded it: it must not come back either
 		w.msg = fmt.Sprintf("rotation %s aborted before the promotion: removed %s; active stays %s", st.RotationID, keyring.Kid(st.To), keyring.Kid(st.From))
 	case rotation.WriteRevert:
 		c, err := k.Promote(st.From)
@@ -130,6 +131,7 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 		return w, fmt.Errorf("internal error: the engine has no function for write %s", t.Write)
 	}
 	next.Phase, next.TransitionAt = t.Then, now
+	next.RetiredUpTo = max(next.RetiredUpTo, st.RetiredUpTo) // a new rotation's state starts from scratch, the mark never does
 	w.next = next
 	return w, nil
 }

@@ -25,7 +25,7 @@ const (
 	Waiting Code = 3
 	// LockHeld: another run holds the rotation lock; nothing was changed.
 	LockHeld Code = 4
-	// Overdue: `check` found a rotation or retirement past its due date.
+	// Overdue: `check` found a rotation or retirement past its due date, or a retired version back in the keyring.
 	Overdue Code = 5
 	// Refused: the request would break the keyring (an invariant, or the upgrade guard said no); nothing was
 	// changed.
@@ -46,7 +46,7 @@ var Table = []Entry{
 	{Usage, "usage", "Bad command line: unknown flag, missing or extra argument, invalid value. Nothing changed."},
 	{Waiting, "waiting", "A rotation is in progress and its next step is not due yet (retirement waits for the token TTL)."},
 	{LockHeld, "lock-held", "Another run holds the rotation lock. Nothing changed."},
-	{Overdue, "overdue", "`check`: a rotation or a retirement is past its due date."},
+	{Overdue, "overdue", "`check`: a rotation or a retirement is past its due date, or a retired key version is back in the keyring."},
 	{Refused, "refused", "Refused to protect the keyring: an invariant would break, or the upgrade guard found a violation. Nothing changed."},
 }
 

@@ -24,6 +24,7 @@ const (
 	RuleVersionDrop   Rule = "version-dropped"
 	RuleBytesChanged  Rule = "key-bytes-changed"
 	RuleActiveChanged Rule = "active-changed"
+	RuleRetiredBack   Rule = "version-retired"
 	RuleInvalid       Rule = "invalid-keyring"
 )
 
@@ -87,6 +88,19 @@ func compare(rendered *Rendered, live *Live, now time.Time, validate bool) []Fin
 		out = append(out, Finding{Rule: RuleBytesChanged, Versions: changed, Detail: fmt.Sprintf("the render changes the key bytes of %s: every token signed with the live key would be rejected", strings.Join(changed, ", "))})
 	}
 	liveActive, renderedActive := string(live.Data[keyring.ActiveKey]), string(rendered.Data[keyring.ActiveKey])
+	if err == nil {
+		active, _ := keyring.ParseKid(liveActive)
+		var back []string
+		for name, v := range versions(rendered.Data) {
+			if _, present := live.Data[name]; !present && v <= st.RetiredUpTo && !st.Needed(v, active) {
+				back = append(back, keyring.Kid(v))
+			}
+		}
+		if len(back) > 0 {
+			sort.Strings(back)
+			out = append(out, Finding{Rule: RuleRetiredBack, Versions: back, Detail: fmt.Sprintf("the render adds back %s, retired already (%s v%d): a retired key may have leaked, and a key generated anew under its number is not the one tokens name", strings.Join(back, ", "), rotation.AnnoRetiredUpTo, st.RetiredUpTo)})
+		}
+	}
 	if renderedActive != liveActive && !(expect.Step == rotation.StepPromote && renderedActive == keyring.Kid(st.To)) {
 		out = append(out, Finding{Rule: RuleActiveChanged, Versions: []string{liveActive, renderedActive}, Detail: fmt.Sprintf("the render sets active to %q, the live Secret has %q", renderedActive, liveActive)})
 	}

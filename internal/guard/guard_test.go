@@ -55,6 +55,10 @@ func TestCheck(t *testing.T) {
 	due := waiting
 	due.RetireAfter = now.Add(-time.Hour)
 	rolledOut := rotation.State{Phase: rotation.RolledOut, RotationID: "r", From: 1, To: 2}
+	onlyV2 := map[string]string{"key.v2": k2, "active": "v2"}
+	retired := rotation.State{Phase: rotation.Idle, RotationID: "r", From: 1, To: 2, PromotedAt: now.Add(-3 * time.Hour), RetireAfter: now.Add(-time.Hour), RetiredAt: now.Add(-time.Hour), FinishedAt: now.Add(-time.Hour)}
+	waitingV3 := rotation.State{Phase: rotation.Waiting, RotationID: "r2", From: 2, To: 3, PromotedAt: now.Add(-2 * time.Hour), TTLUsed: time.Hour, RetireAfter: now.Add(time.Hour), RetiredUpTo: 1}
+	abortedBack := rotation.State{Phase: rotation.Idle, RotationID: "r", From: 3, To: 2, PromotedAt: now.Add(-3 * time.Hour), RetireAfter: now.Add(-time.Hour), RetiredAt: now.Add(-time.Hour), FinishedAt: now.Add(-time.Hour)}
 	tests := []struct {
 		name   string
 		stream string
@@ -75,6 +79,14 @@ func TestCheck(t *testing.T) {
 		{"promote to something else", secretDoc("keys", true, map[string]string{"key.v1": k1, "key.v2": k2, "active": "v1"}), live(rotated, rolledOut.ApplyAnnotations(map[string]string{})), "active-changed"},
 		{"adding a version (manual step 1)", secretDoc("keys", true, map[string]string{"key.v1": k1, "key.v2": k2, "active": "v1"}),
 			live(map[string]string{"key.v1": k1, "active": "v1"}, nil), ""},
+		// Issue 15.2: a rollback to a revision rendered during the TTL wait, or a chart that generates v1 when it
+		// is missing, adds back a version the rotation retired.
+		{"retired version back (rollback to the TTL wait)", secretDoc("keys", true, rotated), live(onlyV2, retired.ApplyAnnotations(map[string]string{})), "version-retired"},
+		{"retired version back, mark from an older rotation", secretDoc("keys", true, map[string]string{"key.v1": k1, "key.v2": k2, "key.v3": k1, "active": "v3"}),
+			live(map[string]string{"key.v2": k2, "key.v3": k1, "active": "v3"}, waitingV3.ApplyAnnotations(map[string]string{})), "version-retired"},
+		{"lost active restored after an abort (needed, below the mark)", secretDoc("keys", true, map[string]string{"key.v2": k2, "active": "v2"}),
+			live(map[string]string{"active": "v2"}, abortedBack.ApplyAnnotations(map[string]string{})), ""},
+		{"a new version above the mark", secretDoc("keys", true, map[string]string{"key.v2": k2, "key.v3": k1, "active": "v2"}), live(onlyV2, retired.ApplyAnnotations(map[string]string{})), ""},
 		{"stringData wins", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: keys\n  annotations: {helm.sh/resource-policy: keep}\nstringData:\n  key.v1: " + k1 + "\n  key.v2: " + k2 + "\n  active: v2\n", live(rotated, nil), ""},
 		{"inside a List", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: keys\n", live(rotated, nil), "keep-policy-dropped,version-dropped,key-bytes-changed,active-changed"},
 	}

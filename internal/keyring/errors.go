@@ -13,6 +13,7 @@ const (
 	RuleEntropy       Rule = "keys-carry-32-random-bytes"
 	RulePinned        Rule = "pinned-versions-stay"
 	RuleTransition    Rule = "valid-transition"
+	RuleRetiredStays  Rule = "retired-versions-stay-retired"
 )
 
 // Violation is a broken invariant. Its message names the Secret, the rule and what to do; never key bytes.

@@ -83,3 +83,45 @@ func FuzzParseInterval(f *testing.F) {
 		}
 	})
 }
+
+// The retired-up-to mark is hand-editable: refused, or read into a mark at least as high as what the state's own
+// rotation removed, which survives its round trip; and no version above it is ever reported as resurrected.
+func FuzzRetiredUpTo(f *testing.F) {
+	f.Add("v3", "Idle", "v1", "v2", "2026-11-30T10:00:00Z", "", 2)
+	f.Add("", "Idle", "v2", "v4", "2026-11-30T10:00:00Z", "INC-1", 1)
+	f.Add("v01", "Idle", "v3", "v2", "", "", 2)
+	f.Add("v99999999999999999999", "Waiting", "v1", "v2", "", "", 1)
+	f.Fuzz(func(t *testing.T, mark, phase, from, to, retiredAt, emergency string, active int) {
+		anno := map[string]string{AnnoPhase: phase, AnnoRotationID: "r", AnnoFrom: from, AnnoTo: to, AnnoRetiredAt: retiredAt, AnnoEmergency: emergency, AnnoFinishedAt: "2026-11-30T10:00:00Z"}
+		if emergency != "" {
+			anno[AnnoRotationID] = EmergencyIDPrefix + "r"
+		}
+		if mark != "" {
+			anno[AnnoRetiredUpTo] = mark
+		}
+		for k, v := range anno {
+			if v == "" {
+				delete(anno, k)
+			}
+		}
+		st, err := ParseState(anno)
+		if err != nil {
+			return
+		}
+		if _, high := st.removedBy(); st.RetiredUpTo < high {
+			t.Fatalf("mark %d below what the state removed (%d)", st.RetiredUpTo, high)
+		}
+		again, err := ParseState(st.ApplyAnnotations(nil))
+		if err != nil || again.RetiredUpTo != st.RetiredUpTo {
+			t.Fatalf("mark %d does not survive its round trip: %v %d", st.RetiredUpTo, err, again.RetiredUpTo)
+		}
+		for _, v := range st.Resurrected([]int{1, 2, 3, 4, 5, active}, active) {
+			if v > st.RetiredUpTo {
+				t.Fatalf("v%d above the mark %d reported as resurrected", v, st.RetiredUpTo)
+			}
+		}
+		if st.NextVersion(0) <= st.RetiredUpTo {
+			t.Fatalf("next version %d at or below the mark %d", st.NextVersion(0), st.RetiredUpTo)
+		}
+	})
+}

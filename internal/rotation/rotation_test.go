@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -245,5 +246,53 @@ func TestTTLFlagWithNothingConfigured(t *testing.T) {
 	c, err := ResolveConfig(nil, nil, Overrides{TTL: time.Minute})
 	if err != nil || c.TTL != time.Minute || c.TTLDefaulted {
 		t.Fatalf("--ttl 60 with nothing configured: %+v %v", c, err)
+	}
+}
+
+// Issue 15.2: the retired-up-to mark, from the annotation and from what the state's rotation removed.
+func TestRetiredMark(t *testing.T) {
+	finished := State{Phase: Idle, RotationID: "r", From: 1, To: 2, PromotedAt: t0, RetireAfter: t0.Add(time.Hour), RetiredAt: t0.Add(time.Hour), FinishedAt: t0.Add(time.Hour)}
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		versions    []int
+		active      int
+		mark        int
+		back        string // the versions Resurrected reports
+		next        int    // NextVersion of the keyring
+	}{
+		{"after a retirement: v1 back", finished.ApplyAnnotations(nil), []int{1, 2}, 2, 1, "[1]", 3},
+		{"after a retirement: v1 back and active (a rollback)", finished.ApplyAnnotations(nil), []int{1, 2}, 1, 1, "[1]", 3},
+		{"older mark kept by the annotation", State{Phase: Waiting, RotationID: "r2", From: 2, To: 3, PromotedAt: t0, TTLUsed: time.Hour, RetireAfter: t0.Add(2 * time.Hour), RetiredUpTo: 1}.ApplyAnnotations(nil), []int{1, 2, 3}, 3, 1, "[1]", 4},
+		{"abort after the promotion, finished: the newer one retired, the active one below the mark stays",
+			State{Phase: Idle, RotationID: "r", From: 3, To: 2, PromotedAt: t0, RetireAfter: t0.Add(time.Hour), RetiredAt: t0.Add(time.Hour), FinishedAt: t0.Add(time.Hour)}.ApplyAnnotations(nil), []int{2}, 2, 3, "[]", 4},
+		{"abort before the promotion: the dropped new version is never reused", State{Phase: Idle, RotationID: "r", From: 2, To: 3, FinishedAt: t0, RetiredUpTo: 3}.ApplyAnnotations(nil), []int{2}, 2, 3, "[]", 4},
+		{"abort before the promotion by hand (no mark): the state alone names no retired version", State{Phase: Idle, RotationID: "r", From: 2, To: 3, FinishedAt: t0}.ApplyAnnotations(nil), []int{2}, 2, 0, "[]", 4},
+		{"emergency: every version below the new one", State{Phase: Idle, RotationID: "emergency-x", Emergency: "INC-1", From: 2, To: 4, PromotedAt: t0, RetireAfter: t0, RetiredAt: t0, FinishedAt: t0}.ApplyAnnotations(nil), []int{2, 4}, 4, 3, "[2]", 5},
+		{"a manual rotation (no annotation) in Waiting: nothing retired yet", map[string]string{AnnoPhase: "Waiting", AnnoRotationID: "r", AnnoFrom: "v1", AnnoTo: "v2", AnnoPromotedAt: "2026-11-25T12:00:00Z", AnnoTTLUsed: "60", AnnoRetireAfter: "2026-11-25T12:02:00Z"}, []int{1, 2}, 2, 0, "[]", 3},
+		{"mark above the state's, by annotation", map[string]string{AnnoRetiredUpTo: "v7"}, []int{8}, 8, 7, "[]", 9},
+	}
+	for _, tt := range tests {
+		st, err := ParseState(tt.annotations)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if st.RetiredUpTo != tt.mark {
+			t.Errorf("%s: mark %d, want %d", tt.name, st.RetiredUpTo, tt.mark)
+		}
+		if got := fmt.Sprint(append([]int{}, st.Resurrected(tt.versions, tt.active)...)); got != tt.back {
+			t.Errorf("%s: resurrected %s, want %s", tt.name, got, tt.back)
+		}
+		if got := st.NextVersion(tt.versions[len(tt.versions)-1]); got != tt.next {
+			t.Errorf("%s: next version v%d, want v%d", tt.name, got, tt.next)
+		}
+		if again, err := ParseState(st.ApplyAnnotations(nil)); err != nil || again.RetiredUpTo != st.RetiredUpTo {
+			t.Errorf("%s: the mark does not survive its round trip: %v %d", tt.name, err, again.RetiredUpTo)
+		}
+	}
+	for _, bad := range []string{"1", "v0", "v01", "v-1", "", "vx"} {
+		if _, err := ParseState(map[string]string{AnnoRetiredUpTo: bad}); err == nil || !strings.Contains(err.Error(), AnnoRetiredUpTo) {
+			t.Errorf("mark %q: want an error naming the annotation, got %v", bad, err)
+		}
 	}
 }

@@ -60,6 +60,9 @@ type State struct {
 	TTLUsed         time.Duration
 	// Emergency is the reason of an emergency rotation ("" for a scheduled one).
 	Emergency string
+	// RetiredUpTo is the highest version ever removed (AnnoRetiredUpTo, and what this state's rotation removed):
+	// no version at or below it may come back, and no new key gets its number.
+	RetiredUpTo int
 }
 
 // Aborted reports whether the rotation is a rotation back after an abort past the promotion: the outgoing version
@@ -74,7 +77,7 @@ func (s State) InProgress() bool { return s.Phase != Idle }
 // given to a new key: its old bytes may still sit in Helm's release records (which the runbook's REPAIR restores
 // from) or in a running pod's memory, where nothing could tell the two keys apart.
 func (s State) NextVersion(newest int) int {
-	return max(newest, s.From, s.To) + 1
+	return max(newest, s.From, s.To, s.RetiredUpTo) + 1
 }
 
 // ParseState reads the state annotations; a Secret without them is Idle.
@@ -124,6 +127,10 @@ func ParseState(annotations map[string]string) (State, error) {
 		}
 		s.TTLUsed = time.Duration(n) * time.Second
 	}
+	if err == nil {
+		mark, present := annotations[AnnoRetiredUpTo]
+		s.RetiredUpTo, err = s.retiredMark(mark, present)
+	}
 	if err == nil && s.InProgress() && (s.RotationID == "" || s.From == 0 || s.To == 0) {
 		err = fmt.Errorf("phase %s without a rotation id and versions: the state annotations were edited by hand", s.Phase)
 	}
@@ -170,6 +177,7 @@ func (s State) Annotations() map[string]string {
 		}
 		return "v" + strconv.Itoa(v)
 	}
+	_, high := s.removedBy() // a state built by a transition carries what it removed into the mark
 	ttl := ""
 	if s.TTLUsed > 0 {
 		ttl = strconv.FormatInt(int64(s.TTLUsed/time.Second), 10)
@@ -179,7 +187,7 @@ func (s State) Annotations() map[string]string {
 		AnnoFrom: kid(s.From), AnnoTo: kid(s.To), AnnoStartedAt: t(s.StartedAt), AnnoPromotedAt: t(s.PromotedAt),
 		AnnoRetireAfter: t(s.RetireAfter), AnnoRetiredAt: t(s.RetiredAt), AnnoFinishedAt: t(s.FinishedAt),
 		AnnoNextRotationDue: t(s.NextRotationDue), AnnoTransitionAt: t(s.TransitionAt), AnnoActor: s.Actor, AnnoTTLUsed: ttl,
-		AnnoEmergency: s.Emergency,
+		AnnoEmergency: s.Emergency, AnnoRetiredUpTo: kid(max(s.RetiredUpTo, high)),
 	}
 }
 

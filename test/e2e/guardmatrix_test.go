@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
@@ -315,6 +317,7 @@ func rollbackAfterRotation(t *testing.T, h *testcluster.Helm, ns, layer string, 
 		t.Logf("upgrade during the TTL wait:\n%s", out)
 	}
 	record(matrixRow{helmName, layer, "lookup", "during the TTL wait, --reuse-values", "succeeds", got})
+	duringTTL := releaseRevision(t, h, ns) // its manifest holds v1 and v2: a rollback to it after v1's retirement re-adds v1
 
 	if layer != "post-renderer" { // post-renderers never run on helm rollback: that is what the hook layer is for
 		before := refusals(t, ns)
@@ -344,6 +347,80 @@ func rollbackAfterRotation(t *testing.T, h *testcluster.Helm, ns, layer string, 
 		t.Logf("rotate-key rollback:\n%s", out)
 	}
 	record(matrixRow{helmName, layer, "lookup", "helm rotate-key rollback 1", "succeeds", got})
+	resurrection(t, h, ns, layer, duringTTL, record)
+}
+
+// releaseRevision is the release's current revision.
+func releaseRevision(t *testing.T, h *testcluster.Helm, ns string) int {
+	t.Helper()
+	out, err := h.Run(context.Background(), "-n", ns, "status", "app", "-o", "json")
+	if err != nil {
+		t.Fatalf("helm status: %v\n%s", err, out)
+	}
+	var st struct {
+		Version int `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Version == 0 {
+		t.Fatalf("helm status -o json: %v\n%s", err, out)
+	}
+	return st.Version
+}
+
+// resurrection (issue 15.2): after v1's retirement, helm rollback to a revision rendered during the TTL wait would
+// re-add the retired v1 through Helm's three-way patch. The pre-rollback hook refuses it (layers with hooks); with the
+// post-renderer alone nothing runs on a rollback, so it passes — and `check` exits 5 and `status` names v1 with how
+// to remove it.
+func resurrection(t *testing.T, h *testcluster.Helm, ns, layer string, duringTTL int, record func(matrixRow)) {
+	ctx := context.Background()
+	s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As if the TTL had passed (a 60 s TTL promoted an hour ago): the retirement is due.
+	s.Annotations[rotation.AnnoTTLUsed] = "60"
+	s.Annotations[rotation.AnnoPromotedAt] = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	s.Annotations[rotation.AnnoRetireAfter] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	if _, err := cluster.Client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); err != nil {
+		t.Fatalf("retirement: %v\n%s", err, out)
+	}
+	retired := keyringDigest(t, ns)
+	if !strings.HasPrefix(retired, "active,key.v2@") {
+		t.Fatalf("after the retirement: %s", retired)
+	}
+	// An upgrade after the retirement renders the keyring without v1: Helm's three-way patch from it to the
+	// revision of the TTL wait adds v1.
+	if out, err := h.Run(ctx, "-n", ns, "rotate-key", "upgrade", "app", guardChart("lookup"), "--reuse-values", "--set", "setting=after-retire"); err != nil || keyringDigest(t, ns) != retired {
+		t.Fatalf("upgrade after the retirement: %v\n%s", err, out)
+	}
+	expected := "refused"
+	if layer == "post-renderer" {
+		expected = "flagged"
+	}
+	before := refusals(t, ns)
+	out, err := h.Run(ctx, "-n", ns, "rollback", "app", fmt.Sprint(duringTTL))
+	got := map[bool]string{true: "refused", false: "succeeds"}[err != nil]
+	if err != nil && refusals(t, ns) == before {
+		got += "(not by the guard)"
+	}
+	switch after := keyringDigest(t, ns); {
+	case err != nil && after != retired:
+		got += "+KEYS"
+	case err == nil && strings.HasPrefix(after, "active,key.v1,key.v2@"):
+		status, _ := h.Run(ctx, "-n", ns, "rotate-key", "status", "app")
+		check, checkErr := h.Run(ctx, "-n", ns, "rotate-key", "check", "app")
+		if exitCode(checkErr) == 5 && strings.Contains(status, "RETIRED KEY BACK:") && strings.Contains(check, `"op":"remove","path":"/data/key.v1"`) {
+			got = "flagged"
+		} else {
+			t.Logf("the retired v1 is back and not flagged:\n%s\n%s", status, check)
+		}
+	}
+	if got != expected {
+		t.Logf("helm rollback %d after the retirement:\n%s", duringTTL, out)
+	}
+	record(matrixRow{fmt.Sprintf("helm%d", h.Major), layer, "lookup", "rollback to TTL wait after retire", expected, got})
 }
 
 // TestGuardRefusalReachesTheOperator: Helm 4 does not show a post-renderer's stderr, so the guard writes its

@@ -96,6 +96,20 @@ func TestAdmissionPolicy(t *testing.T) {
 		t.Fatalf("after the retirement: keys %v active %s phase %s", keys, active, st.Phase)
 	}
 
+	// Issue 15.2: adding the retired v1 back (as a rollback's three-way patch or a generating chart would) is denied.
+	s, err = cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mark := s.Annotations[rotation.AnnoRetiredUpTo]; mark != "v1" {
+		t.Fatalf("the retirement must record %s v1, got %q", rotation.AnnoRetiredUpTo, mark)
+	}
+	back := s.DeepCopy()
+	back.Data["key.v1"] = append([]byte("not the retired key, but its number: "), back.Data["key.v2"][:8]...)
+	if _, err := cluster.Client.CoreV1().Secrets(ns).Update(ctx, back, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), "retired already") {
+		t.Fatalf("an update that adds the retired v1 back must be denied: %v", err)
+	}
+
 	// Deleting the namespace completes: the namespace controller is exempt.
 	began := time.Now()
 	if err := cluster.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {

@@ -1,7 +1,8 @@
 {{- /*
 The API-server layer of the guard (opt-in; cluster-scoped, so a cluster admin installs it): a
 ValidatingAdmissionPolicy and its binding that deny, on this release's keyring Secret, an UPDATE that removes a key
-version, changes a version's bytes or removes the keep annotation, and any DELETE — unless the request comes from
+version, changes a version's bytes, adds back a retired version (at or below the retired-up-to annotation) or
+removes the keep annotation, and any DELETE — unless the request comes from
 the rotation's ServiceAccount (which retires keys), a configured user or group (e.g. the operators who run
 `helm rotate-key --local`), or the namespace controller and garbage collector (so deleting the namespace works;
 system:kube-controller-manager covers clusters whose controllers do not use their own ServiceAccounts).
@@ -49,6 +50,17 @@ spec:
         this update removes a key version of keyring Secret {{ include "rotate-key.secretName" . }} or changes its
         bytes, which would reject live tokens (rotate-key admission policy); rotate and retire keys with
         helm rotate-key {{ .Release.Name }}, and upgrade with --reuse-values
+      reason: Forbidden
+    - expression: >-
+        request.operation == 'DELETE' || !has(object.data) || !has(oldObject.metadata.annotations) ||
+        !oldObject.metadata.annotations[?'rotate-key.tracebloc.io/retired-up-to'].orValue('').matches('^v[1-9][0-9]{0,8}$') ||
+        object.data.all(k, !k.matches('^(key[.])?v[1-9][0-9]{0,8}$') || (has(oldObject.data) && k in oldObject.data) ||
+          int(k.substring(k.lastIndexOf('v') + 1)) > int(oldObject.metadata.annotations['rotate-key.tracebloc.io/retired-up-to'].substring(1)))
+      message: >-
+        this update adds back a key version of keyring Secret {{ include "rotate-key.secretName" . }} that was
+        retired already (at or below its rotate-key.tracebloc.io/retired-up-to annotation): a retired key may have
+        leaked and its tokens must stay rejected (rotate-key admission policy); new keys are added by
+        helm rotate-key {{ .Release.Name }}
       reason: Forbidden
     - expression: >-
         request.operation == 'DELETE' || (has(object.metadata.annotations) &&
