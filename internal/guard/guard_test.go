@@ -265,3 +265,24 @@ func FuzzParseDescribed(f *testing.F) {
 		}
 	})
 }
+
+// The keyring's name from the stream: the Secret with the library's annotations, else the one Secret whose data
+// has the keyring's shape (active and a version) — a third-party chart names its keyring as it likes and may
+// render an unrelated Secret under the default name (found by the resurrection test on such a chart).
+func TestSecretNameHint(t *testing.T) {
+	admin := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app-requests-proxy-admin\ndata:\n  token: " + b64("x") + "\n"
+	keys := secretDoc("app-requests-proxy-keys", true, map[string]string{"v1": k1, "active": "v1"})
+	library := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: lib\n  annotations:\n    " + ConfigAnnotation + ": \"60\"\ndata:\n  key.v1: " + b64(k1) + "\n"
+	for name, tt := range map[string]struct{ stream, want string }{
+		"library annotation":          {admin + "---\n" + library + "---\n" + keys, "lib"},
+		"keyring shape":               {admin + "---\n" + keys, "app-requests-proxy-keys"},
+		"keyring shape in stringData": {admin + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: sd\nstringData:\n  key.v2: x\n  active: v2\n", "sd"},
+		"two keyring shapes":          {keys + "---\n" + strings.Replace(keys, "app-requests-proxy-keys", "other", 1), ""},
+		"no keyring":                  {admin + "---\n" + deployment, ""},
+		"active without a version":    {"apiVersion: v1\nkind: Secret\nmetadata:\n  name: a\ndata:\n  active: " + b64("v1") + "\n", ""},
+	} {
+		if got := SecretNameHint([]byte(tt.stream)); got != tt.want {
+			t.Errorf("%s: got %q, want %q", name, got, tt.want)
+		}
+	}
+}
