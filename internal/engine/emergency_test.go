@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/tracebloc/helm-rotate-key/internal/engine"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/kube"
@@ -210,5 +212,46 @@ func TestInterruptedRolloutReleasesTheLock(t *testing.T) {
 	other.Holder = "someone else"
 	if res, err := other.Run(context.Background(), true); err != nil || res.Decision.Step != rotation.StepWaitTTL {
 		t.Fatalf("another run resumes at once: %v %+v", err, res.Decision)
+	}
+}
+
+// Round 18: a second leak reported while an emergency is in progress (the new key leaked too) finishes the first and
+// then starts the second in the same run — it was resumed and finished alone, the newly leaked key left active; and
+// the same reason again after an emergency that ended without retiring anything (its new key vanished before the
+// promotion, and the runbook's ABORT-BEFORE keeps the emergency on record) starts a new one — it exited 0.
+func TestSecondLeakDuringAnEmergency(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t, 5)
+	s.advance(3 * time.Second)
+	// The first emergency has added v2 (as its run left it when the second leak was reported).
+	sec := s.mustSecret()
+	sec.Data["key.v2"] = append([]byte{}, sec.Data["key.v1"]...)
+	sec.Data["key.v2"][0] ^= 0x55
+	sec.Annotations = rotation.State{Phase: rotation.KeyAdded, RotationID: "emergency-1", From: 1, To: 2, StartedAt: s.now, TransitionAt: s.now, Emergency: "INC-1"}.ApplyAnnotations(sec.Annotations)
+	if _, err := s.client.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	second := simEngine(s, "leak2")
+	second.Emergency = "INC-2: v2 leaked too"
+	res, err := second.Run(ctx, true)
+	if err != nil || res.State.Phase != rotation.Idle || res.State.Emergency != "INC-2: v2 leaked too" {
+		t.Fatalf("the second emergency must run after the first finished: %v %+v", err, res.State)
+	}
+	if got := keyring.DataKeys(s.secretData()); got != "active,key.v3" {
+		t.Fatalf("both leaked versions must be gone, v3 alone: %s", got)
+	}
+
+	// The same reason after an emergency that ended without retiring (as the runbook's ABORT-BEFORE leaves it).
+	sec = s.mustSecret()
+	st, _ := rotation.ParseState(sec.Annotations)
+	aborted := rotation.State{Phase: rotation.Idle, RotationID: "emergency-x", From: 3, To: 4, StartedAt: st.TransitionAt, FinishedAt: s.now, Emergency: "INC-3", RetiredUpTo: st.RetiredUpTo}
+	sec.Annotations = aborted.ApplyAnnotations(sec.Annotations)
+	if _, err := s.client.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := simEngine(s, "leak3")
+	again.Emergency = "INC-3"
+	if res, err := again.Run(ctx, true); err != nil || res.State.RetiredAt.IsZero() || keyring.DataKeys(s.secretData()) != "active,key.v5" {
+		t.Fatalf("the same reason after an emergency that retired nothing must rotate: %v %+v %s", err, res.State, keyring.DataKeys(s.secretData()))
 	}
 }

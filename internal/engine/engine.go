@@ -129,7 +129,8 @@ func (e *Engine) run(ctx context.Context, startRequested bool) (Result, error) {
 		if acted && st.Phase == rotation.Idle {
 			d = rotation.Decision{Step: rotation.StepNothing, Reason: "rotation finished", Until: st.NextRotationDue}
 		}
-		if e.Emergency != "" && !acted && rotation.EmergencyPending(st, e.Emergency) {
+		// Also after acting: a second leak reported during an emergency finishes the first, then starts its own.
+		if e.Emergency != "" && rotation.EmergencyPending(st, e.Emergency) {
 			emergency, _ := rotation.Lookup(st.Phase, rotation.StepEmergency)
 			d = rotation.Decision{Step: emergency.Step, Reason: emergency.Reason(rotation.State{Emergency: e.Emergency})}
 		} else if startRequested && !acted && !start && st.Phase == rotation.Idle {

@@ -70,14 +70,15 @@ func Overdue(s State, now time.Time) string {
 }
 
 // EmergencyPending reports whether an emergency rotation for reason must start now: yes, in any phase, unless an
-// emergency rotation is in progress (the run resumes it) or the last one had the same reason. So a command pasted
-// twice never starts a second emergency, which would reject the tokens of the first one's fresh key; a new leak
-// is a new incident with its own reason.
+// emergency rotation is in progress (the run resumes it first, and asks again once it has finished) or the last one
+// had the same reason and retired the leaked versions. So a command pasted twice never starts a second emergency,
+// which would reject the tokens of the first one's fresh key; a new leak is a new incident with its own reason; and
+// an emergency that ended without retiring anything (its new key vanished before the promotion) rotated nothing.
 func EmergencyPending(s State, reason string) bool {
 	if s.InProgress() && s.Emergency != "" {
 		return false
 	}
-	return s.Emergency != reason
+	return s.Emergency != reason || s.RetiredAt.IsZero()
 }
 
 // Decision is the next step with its reason, for `plan`, `status` and the run loop.

@@ -109,7 +109,7 @@ func runbookPasses() []runbookPassSpec {
 		{"single-key", "c", 3, singleKey, false, 10 * time.Second},
 		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 330 * time.Second},
 		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second},
-		{"emergency-plugin", "b", 3, emergencyPlugin, false, 400 * time.Second},
+		{"emergency-plugin", "b", 3, emergencyPlugin, false, 520 * time.Second},
 	}
 }
 
@@ -772,11 +772,36 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	p.follow(t, "B2")
 	p.expectKeyring(t, "active,v6", 6, rotation.Idle)
 
+	// Round 18: the keyring's whole data deleted by hand after an emergency's promotion — every block stopped at
+	// "not a keyring", and EMERGENCY-B refused while the emergency was in progress, though its new key is lost
+	// beyond repair (an emergency by hand leaves no Helm record of it). Now Where am I? and REPAIR find the keyring by
+	// its state and name EMERGENCY-B, which replaces the emergency in progress.
+	p.shell.Env = append(p.shell.Env, "LEAK_REASON=INC-9: v6 leaked")
+	if out := p.pasteID(t, "EMERGENCY-B", 0); !strings.Contains(out, "added v7") {
+		t.Fatalf("EMERGENCY-B must add v7:\n%s", out)
+	}
+	p.pasteID(t, "B2", 0)
+	p.pasteID(t, "B3", 0)
+	p.expectKeyring(t, "active,v6,v7", 7, rotation.Promoted)
+	p.handEdit(t, `{"data":null}`)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: v7, which live tokens were signed with") || !strings.Contains(where, "next:    block REPAIR") {
+		t.Fatalf("Where am I? must find the emptied keyring by its state and lead with the lost v7:\n%s", where)
+	}
+	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "No Helm release record of "+p.release) || !strings.Contains(out, "LEAK_REASON='v7 lost, no backup'") {
+		t.Fatalf("REPAIR must find no record of v7 and name the way on:\n%s", out)
+	}
+	p.shell.Env = append(p.shell.Env, "LEAK_REASON=v7 lost, no backup")
+	if out := p.pasteID(t, "EMERGENCY-B", 0); !strings.Contains(out, "added v8") {
+		t.Fatalf("EMERGENCY-B must replace the emergency whose new key is lost, adding v8:\n%s", out)
+	}
+	p.follow(t, "B2")
+	p.expectKeyring(t, "active,v8", 8, rotation.Idle)
+
 	// Purge the retired keys from Helm's records: one record is left, and it holds only today's keyring.
 	p.shell.Env = append(p.shell.Env, "CHART="+runbookChart("runbook-plain"))
 	p.pasteID(t, "PRUNE", 0)
 	records := releaseKeyrings(t, p.ns, p.release, p.secret)
-	if len(records) != 1 || records[0] != "active,v6" {
+	if len(records) != 1 || records[0] != "active,v8" {
 		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
 	}
 }
