@@ -255,3 +255,31 @@ func TestSecondLeakDuringAnEmergency(t *testing.T) {
 		t.Fatalf("the same reason after an emergency that retired nothing must rotate: %v %+v %s", err, res.State, keyring.DataKeys(s.secretData()))
 	}
 }
+
+// Issue 15.6: lowering the TTL between rotations must not shorten the wait for tokens signed under the old one.
+// v2 is promoted under a TTL of 3·simTTL; the TTL is then lowered to simTTL and v2 rotated out: its retire-after
+// keeps 3·simTTL (the highest TTL in force while v2 signed).
+func TestLoweredTTLKeepsTheHigherOne(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t, 9)
+	s.advance(3 * time.Second)
+	long := simEngine(s, "r1")
+	long.Config.TTL = 3 * simTTL
+	if res, err := long.Run(ctx, true); err != nil || res.Decision.Step != rotation.StepWaitTTL {
+		t.Fatalf("first rotation to Waiting: %v %+v", err, res.Decision)
+	}
+	st, _ := rotation.ParseState(s.mustSecret().Annotations)
+	s.advance(st.RetireAfter.Sub(s.now) + time.Second)
+	if res, err := long.Run(ctx, false); err != nil || res.State.Phase != rotation.Idle {
+		t.Fatalf("first rotation's retirement: %v %+v", err, res.State)
+	}
+	short := simEngine(s, "r2")
+	short.Force = true
+	if res, err := short.Run(ctx, true); err != nil || res.Decision.Step != rotation.StepWaitTTL {
+		t.Fatalf("second rotation to Waiting: %v %+v", err, res.Decision)
+	}
+	st, _ = rotation.ParseState(s.mustSecret().Annotations)
+	if st.TTLUsed != 3*simTTL || st.RetireAfter.Before(st.PromotedAt.Add(3*simTTL)) {
+		t.Fatalf("v2 signed under a TTL of %s: retire-after %s must be at least promoted-at %s + that TTL (TTL used %s)", 3*simTTL, st.RetireAfter, st.PromotedAt, st.TTLUsed)
+	}
+}

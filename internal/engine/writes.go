@@ -81,13 +81,18 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 		if err := e.ttlKnown(secret); err != nil && st.Emergency == "" {
 			return w, err
 		}
-		next.RetireAfter, next.TTLUsed = rotation.RetireAfter(now, e.Config.TTL), e.Config.TTL
+		ttl := rotation.RetirementTTL(st, e.Config.TTL)
+		next.RetireAfter, next.TTLUsed = rotation.RetireAfter(now, ttl), ttl
 		if st.Emergency != "" { // the leaked versions' tokens are rejected now: no TTL to wait for
 			next.RetireAfter, next.TTLUsed = now.Truncate(time.Second), 0
 		}
 		next.NextRotationDue = rotation.NextRotationDue(next, e.Config.Interval, time.Time{})
+		source := e.Config.TTLSource
+		if ttl > e.Config.TTL {
+			source = fmt.Sprintf("the highest TTL in force while %s signed, recorded in %s; %s is %s now", keyring.Kid(st.From), rotation.AnnoTTLInForce, e.Config.TTLSource, e.Config.TTL)
+		}
 		w.msg = fmt.Sprintf("no pod from before the promotion of %s is left; %s can be retired after %s (TTL %s, %s, + %s clock-skew margin)",
-			keyring.Kid(st.To), keyring.Kid(st.From), next.RetireAfter.UTC().Format(time.RFC3339), e.Config.TTL, e.Config.TTLSource, rotation.ClockSkewMargin)
+			keyring.Kid(st.To), keyring.Kid(st.From), next.RetireAfter.UTC().Format(time.RFC3339), ttl, source, rotation.ClockSkewMargin)
 		if st.Emergency != "" {
 			w.msg = fmt.Sprintf("no pod from before the emergency promotion of %s is left; every other version is retired now (%s)", keyring.Kid(st.To), st.Emergency)
 		}
@@ -97,8 +102,9 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 		}
 		// The aborted version signed tokens until now: it becomes the outgoing version of a rotation back to the
 		// old one, retired after the TTL like any other (so it is not trusted forever).
+		ttl := rotation.RetirementTTL(st, e.Config.TTL)
 		next = rotation.State{RotationID: st.RotationID, From: st.To, To: st.From, StartedAt: st.StartedAt, PromotedAt: st.TransitionAt,
-			RetireAfter: rotation.RetireAfter(now, e.Config.TTL), TTLUsed: e.Config.TTL, Actor: st.Actor}
+			RetireAfter: rotation.RetireAfter(now, ttl), TTLUsed: ttl, Actor: st.Actor}
 		next.NextRotationDue = rotation.NextRotationDue(next, e.Config.Interval, time.Time{})
 		w.msg = fmt.Sprintf("rotation %s aborted: active %s; %s stays until every token signed with it has expired and can be retired after %s (TTL %s, %s)",
 			st.RotationID, keyring.Kid(st.From), keyring.Kid(st.To), next.RetireAfter.UTC().Format(time.RFC3339), e.Config.TTL, e.Config.TTLSource)
@@ -132,6 +138,14 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 	}
 	next.Phase, next.TransitionAt = t.Then, now
 	next.RetiredUpTo = max(next.RetiredUpTo, st.RetiredUpTo) // a new rotation's state starts from scratch, the mark never does
+	next.TTLInForce = max(next.TTLInForce, st.TTLInForce)
+	if !e.Config.TTLDefaulted {
+		next.TTLInForce = max(next.TTLInForce, e.Config.TTL)
+		if t.Write == rotation.WriteScheduleRetirement {
+			// The outgoing version's tokens are in retire-after now; the new active version's start under this TTL.
+			next.TTLInForce = e.Config.TTL
+		}
+	}
 	w.next = next
 	return w, nil
 }

@@ -28,6 +28,13 @@ func RetireAfter(rolledOut time.Time, ttl time.Duration) time.Time {
 	return t.Truncate(time.Second).Add(time.Second)
 }
 
+// RetirementTTL is the TTL the outgoing version's retire-after is computed with: the TTL configured now, or the
+// highest one a run saw in force while that version signed (s.TTLInForce), whichever is higher — a token keeps the
+// TTL it was signed with, so lowering tokenTtlSeconds from 90 days to 1 day must not retire a key 89 days early.
+func RetirementTTL(s State, configured time.Duration) time.Duration {
+	return max(s.TTLInForce, configured)
+}
+
 // NextRotationDue is when the next rotation is due: one interval after the new key went into service
 // (promoted-at), but never before the day after the old key may be retired (retire-after + OverdueGrace) or the day
 // after the rotation finished — so that with an interval equal to the TTL the next rotation is due right after this

@@ -38,6 +38,10 @@ const (
 	AnnoTransitionAt    = Prefix + "last-transition-at"
 	AnnoActor           = Prefix + "actor"
 	AnnoTTLUsed         = Prefix + "ttl-seconds-used"
+	// AnnoTTLInForce is the highest token TTL a run saw configured since the active version was promoted: tokens
+	// keep the TTL they were signed with, so a TTL lowered later must not shorten the wait before that version is
+	// retired.
+	AnnoTTLInForce = Prefix + "ttl-seconds-in-force"
 	AnnoLease           = Prefix + "lease"
 	// AnnoEmergency marks an emergency rotation (a leaked key) with its reason: it retires every version but the
 	// new one as soon as the new one is active everywhere, without waiting for the TTL.
@@ -63,6 +67,8 @@ type State struct {
 	// RetiredUpTo is the highest version ever removed (AnnoRetiredUpTo, and what this state's rotation removed):
 	// no version at or below it may come back, and no new key gets its number.
 	RetiredUpTo int
+	// TTLInForce is AnnoTTLInForce (0: none recorded).
+	TTLInForce time.Duration
 }
 
 // Aborted reports whether the rotation is a rotation back after an abort past the promotion: the outgoing version
@@ -120,12 +126,14 @@ func ParseState(annotations map[string]string) (State, error) {
 			}
 		}
 	}
-	if v, ok := annotations[AnnoTTLUsed]; ok && err == nil {
-		n, perr := strconv.ParseInt(v, 10, 64)
-		if perr != nil || n < 0 {
-			err = fmt.Errorf("annotation %s=%q is not a number of seconds", AnnoTTLUsed, v)
+	for key, dst := range map[string]*time.Duration{AnnoTTLUsed: &s.TTLUsed, AnnoTTLInForce: &s.TTLInForce} {
+		if v, ok := annotations[key]; ok && err == nil {
+			n, perr := strconv.ParseInt(v, 10, 64)
+			if perr != nil || n < 0 || n > int64(MaxTTL/time.Second) {
+				err = fmt.Errorf("annotation %s=%q is not a number of seconds up to %d", key, v, int64(MaxTTL/time.Second))
+			}
+			*dst = time.Duration(n) * time.Second
 		}
-		s.TTLUsed = time.Duration(n) * time.Second
 	}
 	if err == nil {
 		mark, present := annotations[AnnoRetiredUpTo]
@@ -178,15 +186,17 @@ func (s State) Annotations() map[string]string {
 		return "v" + strconv.Itoa(v)
 	}
 	_, high := s.removedBy() // a state built by a transition carries what it removed into the mark
-	ttl := ""
-	if s.TTLUsed > 0 {
-		ttl = strconv.FormatInt(int64(s.TTLUsed/time.Second), 10)
+	seconds := func(d time.Duration) string {
+		if d <= 0 {
+			return ""
+		}
+		return strconv.FormatInt(int64(d/time.Second), 10)
 	}
 	return map[string]string{
 		AnnoSchema: strconv.Itoa(SchemaVersion), AnnoPhase: string(s.Phase), AnnoRotationID: s.RotationID,
 		AnnoFrom: kid(s.From), AnnoTo: kid(s.To), AnnoStartedAt: t(s.StartedAt), AnnoPromotedAt: t(s.PromotedAt),
 		AnnoRetireAfter: t(s.RetireAfter), AnnoRetiredAt: t(s.RetiredAt), AnnoFinishedAt: t(s.FinishedAt),
-		AnnoNextRotationDue: t(s.NextRotationDue), AnnoTransitionAt: t(s.TransitionAt), AnnoActor: s.Actor, AnnoTTLUsed: ttl,
+		AnnoNextRotationDue: t(s.NextRotationDue), AnnoTransitionAt: t(s.TransitionAt), AnnoActor: s.Actor, AnnoTTLUsed: seconds(s.TTLUsed), AnnoTTLInForce: seconds(s.TTLInForce),
 		AnnoEmergency: s.Emergency, AnnoRetiredUpTo: kid(max(s.RetiredUpTo, high)),
 	}
 }
