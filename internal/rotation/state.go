@@ -42,7 +42,7 @@ const (
 	// keep the TTL they were signed with, so a TTL lowered later must not shorten the wait before that version is
 	// retired.
 	AnnoTTLInForce = Prefix + "ttl-seconds-in-force"
-	AnnoLease           = Prefix + "lease"
+	AnnoLease      = Prefix + "lease"
 	// AnnoEmergency marks an emergency rotation (a leaked key) with its reason: it retires every version but the
 	// new one as soon as the new one is active everywhere, without waiting for the TTL.
 	AnnoEmergency = Prefix + "emergency"
