@@ -30,6 +30,9 @@ type StatusReport struct {
 	Encoding string   `json:"encoding,omitempty"`
 	// KeyringError is the broken invariant, when the Secret breaks one.
 	KeyringError string `json:"keyringError,omitempty"`
+	// Protection names the guard layers that protect the keyring beyond `helm rotate-key upgrade`'s post-renderer
+	// (the release's guard hooks, the admission policy), or says that none does.
+	Protection string `json:"protection,omitempty"`
 	// Resurrected says which retired versions are back in the keyring and how to remove them.
 	Resurrected     string           `json:"resurrected,omitempty"`
 	Phase           string           `json:"phase,omitempty"`
@@ -96,6 +99,7 @@ func (a *Status) Run(ctx context.Context, c *Config) (StatusReport, error) {
 	}
 	report.Phase, report.RotationID = string(st.Phase), st.RotationID
 	report.Resurrected = obs.resurrected(a.Target)
+	report.Protection = obs.protection(ctx)
 	if st.InProgress() {
 		report.From, report.To = keyring.Kid(st.From), keyring.Kid(st.To)
 	}
@@ -191,4 +195,31 @@ func (Fleet) Run(ctx context.Context, c *Config) ([]FleetEntry, error) {
 		return entries[i].Secret < entries[j].Secret
 	})
 	return entries, nil
+}
+
+// protection says which guard layers protect the keyring besides the post-renderer that only `helm rotate-key
+// upgrade` wires in: without either, a plain helm upgrade, helm rollback (--no-hooks included) or kubectl edit can
+// lose keys unseen (docs/design.md, "The upgrade guard: three layers").
+func (obs *observation) protection(ctx context.Context) string {
+	var layers []string
+	if obs.record != nil {
+		if ops := release.GuardHooks(obs.record); len(ops) > 0 {
+			layers = append(layers, "guard hooks on helm "+strings.Join(ops, " and ")+" (not with --no-hooks)")
+		}
+	}
+	policy, err := obs.target.AdmissionPolicy(ctx)
+	switch {
+	case err != nil:
+		layers = append(layers, fmt.Sprintf("admission policy %s unknown (%v)", obs.target.AdmissionPolicyName(), err))
+	case policy:
+		layers = append(layers, "admission policy "+obs.target.AdmissionPolicyName())
+	}
+	if len(layers) == 0 {
+		what := "no guard hooks in the release"
+		if obs.record == nil {
+			what = "the release record is unreadable"
+		}
+		return "UNPROTECTED: " + what + " and no admission policy: a plain helm upgrade, helm rollback or kubectl edit can lose keys unseen. Upgrade with helm rotate-key upgrade, roll back with helm rotate-key rollback, and consider the chart's guard hooks (rotate-key.guard.hooks) or its admission policy (docs/design.md, \"The upgrade guard\")"
+	}
+	return strings.Join(layers, "; ")
 }

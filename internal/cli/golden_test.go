@@ -211,6 +211,7 @@ func cases() []cmdCase {
 		{name: "check-no-secret", args: []string{"check", "app"}, code: exitcode.Usage},
 		// Issue 15.2: a retired version back in the keyring (a rollback or a generating chart no guard layer saw).
 		{name: "check-retired-key-back", args: []string{"check", "app"}, objects: []runtime.Object{keyring(2, 0, retiredV1())}, code: exitcode.Overdue},
+		{name: "status-protected-by-hooks", args: []string{"status", "app"}, objects: []runtime.Object{keyring(1, 0, nil), release(1, nil, actiontest.HookJob("guard-upgrade", -10, secretName), actiontest.HookJob("guard-rollback", -10, secretName))}},
 		{name: "status-retired-key-back", args: []string{"status", "app"}, objects: []runtime.Object{keyring(2, 0, retiredV1()), release(2, nil), consumer("app-requests-proxy")}},
 		{name: "run-retired-key-back", args: []string{"run", "app", "--yes", "--force", "--reason", "audit"}, objects: []runtime.Object{keyring(2, 0, retiredV1()), release(2, nil)}, code: exitcode.Refused},
 		{name: "check-garbled-state", args: []string{"check", "app"}, objects: []runtime.Object{garbled}, code: exitcode.Refused},

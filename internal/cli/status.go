@@ -110,6 +110,9 @@ func printStatus(out io.Writer, format string, r action.StatusReport) error {
 	if r.KeyringError != "" {
 		fmt.Fprintf(w, "PROBLEM:\t%s\n", r.KeyringError)
 	}
+	if r.Protection != "" {
+		fmt.Fprintf(w, "PROTECTION:\t%s\n", r.Protection)
+	}
 	if r.Resurrected != "" {
 		fmt.Fprintf(w, "RETIRED KEY BACK:\t%s\n", r.Resurrected)
 	}

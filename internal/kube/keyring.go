@@ -10,6 +10,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -163,4 +164,37 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// AdmissionPolicyName is the name the rotate-key library gives the admission policy of this keyring.
+func (k *Keyring) AdmissionPolicyName() string {
+	name := "rotate-key." + k.Namespace + "." + k.SecretName
+	if len(name) > 253 {
+		name = name[:253]
+	}
+	return name
+}
+
+// AdmissionPolicy reports whether the keyring's admission policy and its binding are installed (an error: it
+// could not be told, e.g. no permission to read cluster-scoped policies).
+func (k *Keyring) AdmissionPolicy(ctx context.Context) (bool, error) {
+	name := k.AdmissionPolicyName()
+	for _, get := range []func() error{
+		func() error {
+			_, err := k.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, name, metav1.GetOptions{})
+			return err
+		},
+		func() error {
+			_, err := k.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Get(ctx, name, metav1.GetOptions{})
+			return err
+		},
+	} {
+		switch err := get(); {
+		case apierrors.IsNotFound(err):
+			return false, nil
+		case err != nil:
+			return false, err
+		}
+	}
+	return true, nil
 }

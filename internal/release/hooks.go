@@ -22,11 +22,45 @@ type RotationHooks struct {
 // rotation then runs locally).
 func FindRotationHooks(rel *Release) (RotationHooks, bool) {
 	var h RotationHooks
-	type step struct {
-		weight int
-		name   string
+	var steps []libraryJob
+	for _, j := range hookJobs(rel) {
+		if strings.HasPrefix(j.step, "guard-") { // the guard's hooks protect upgrades; they rotate nothing
+			continue
+		}
+		steps = append(steps, j)
+		if j.secret != "" {
+			h.Secret = j.secret
+		}
 	}
-	var steps []step
+	slices.SortStableFunc(steps, func(a, b libraryJob) int { return a.weight - b.weight })
+	for _, s := range steps {
+		h.Steps = append(h.Steps, s.step)
+	}
+	return h, len(steps) > 0
+}
+
+// GuardHooks returns the Helm operations ("upgrade", "rollback") whose pre-hook runs the keyring guard in the
+// release's last render: the layer that catches upgrades run without the post-renderer, and rollbacks.
+func GuardHooks(rel *Release) []string {
+	var ops []string
+	for _, j := range hookJobs(rel) {
+		if op, ok := strings.CutPrefix(j.step, "guard-"); ok && !slices.Contains(ops, op) {
+			ops = append(ops, op)
+		}
+	}
+	slices.Sort(ops)
+	return ops
+}
+
+// libraryJob is one of the library's hook Jobs: its step annotation, weight and --secret argument.
+type libraryJob struct {
+	weight       int
+	step, secret string
+}
+
+// hookJobs parses the release's hook Jobs that carry HookStepAnnotation.
+func hookJobs(rel *Release) []libraryJob {
+	var out []libraryJob
 	for _, hook := range rel.Hooks {
 		if hook == nil || hook.Kind != "Job" {
 			continue
@@ -49,19 +83,16 @@ func FindRotationHooks(rel *Release) (RotationHooks, bool) {
 			continue
 		}
 		name, ok := job.Metadata.Annotations[HookStepAnnotation]
-		if !ok || strings.HasPrefix(name, "guard-") { // the guard's hooks protect upgrades; they rotate nothing
+		if !ok {
 			continue
 		}
-		steps = append(steps, step{hook.Weight, name})
+		j := libraryJob{weight: hook.Weight, step: name}
 		for _, c := range job.Spec.Template.Spec.Containers {
 			if i := slices.Index(c.Args, "--secret"); i >= 0 && i+1 < len(c.Args) {
-				h.Secret = c.Args[i+1]
+				j.secret = c.Args[i+1]
 			}
 		}
+		out = append(out, j)
 	}
-	slices.SortStableFunc(steps, func(a, b step) int { return a.weight - b.weight })
-	for _, s := range steps {
-		h.Steps = append(h.Steps, s.name)
-	}
-	return h, len(steps) > 0
+	return out
 }

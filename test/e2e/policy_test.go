@@ -96,6 +96,11 @@ func TestAdmissionPolicy(t *testing.T) {
 		t.Fatalf("after the retirement: keys %v active %s phase %s", keys, active, st.Phase)
 	}
 
+	// Issue 15.3: status names the layers that protect the keyring.
+	if out, err := h.Run(ctx, "-n", ns, "rotate-key", "status", "app"); err != nil || !strings.Contains(out, "PROTECTION:") || !strings.Contains(out, "guard hooks on helm rollback and upgrade") || !strings.Contains(out, "admission policy rotate-key."+ns+".app-requests-proxy-admin") {
+		t.Fatalf("status must name the guard hooks and the admission policy: %v\n%s", err, out)
+	}
+
 	// Issue 15.2: adding the retired v1 back (as a rollback's three-way patch or a generating chart would) is denied.
 	s, err = cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
 	if err != nil {

@@ -63,7 +63,7 @@ func TestRetiredKeyComesBack(t *testing.T) {
 			}
 			status, err := plugin("status", "app")
 			outputs = append(outputs, status)
-			if err != nil || !strings.Contains(status, "RETIRED KEY BACK:") || !strings.Contains(status, "v1 is back") {
+			if err != nil || !strings.Contains(status, "RETIRED KEY BACK:") || !strings.Contains(status, "v1 is back") || !strings.Contains(status, "PROTECTION:") || !strings.Contains(status, "UNPROTECTED: no guard hooks") {
 				t.Fatalf("status must name the retired v1 that is back: %v\n%s", err, status)
 			}
 			check, err := plugin("check", "app")
