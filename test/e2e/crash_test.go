@@ -191,14 +191,21 @@ func endState(t *testing.T, ns string) (string, map[string]int64) {
 }
 
 // retireDue moves a Waiting rotation's retire-after into the past, as the passing of the TTL would.
-func retireDue(t *testing.T, ns string) {
+func retireDue(t *testing.T, ns string) { retireDueOf(t, ns, "app-requests-proxy-admin", "") }
+
+// retireDueOf makes the retirement of keyring Secret secret due, as the passing of the TTL would: promoted an hour
+// ago, retire-after a minute ago; ttlUsed, when set, replaces ttl-seconds-used (a 90-day TTL cannot have passed in
+// an hour, and an earlier retire-after alone reads as a hand edit).
+func retireDueOf(t *testing.T, ns, secret, ttlUsed string) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
+	s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// As if the TTL had passed: promoted long enough ago (an earlier retire-after alone reads as a hand edit).
+	if ttlUsed != "" {
+		s.Annotations[rotation.AnnoTTLUsed] = ttlUsed
+	}
 	s.Annotations[rotation.AnnoPromotedAt] = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	s.Annotations[rotation.AnnoRetireAfter] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
 	if _, err := cluster.Client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {

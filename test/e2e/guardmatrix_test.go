@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
-	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
@@ -372,17 +371,7 @@ func releaseRevision(t *testing.T, h *testcluster.Helm, ns string) int {
 // to remove it.
 func resurrection(t *testing.T, h *testcluster.Helm, ns, layer string, duringTTL int, record func(matrixRow)) {
 	ctx := context.Background()
-	s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// As if the TTL had passed (a 60 s TTL promoted an hour ago): the retirement is due.
-	s.Annotations[rotation.AnnoTTLUsed] = "60"
-	s.Annotations[rotation.AnnoPromotedAt] = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
-	s.Annotations[rotation.AnnoRetireAfter] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
-	if _, err := cluster.Client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	retireDueOf(t, ns, "app-requests-proxy-admin", "60") // as if a 60 s TTL had passed
 	if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); err != nil {
 		t.Fatalf("retirement: %v\n%s", err, out)
 	}

@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
-	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
 // TestRetiredKeyComesBack (issue 15.2) on a third-party-style chart that renders a fresh v1 whenever the live
@@ -44,16 +43,7 @@ func TestRetiredKeyComesBack(t *testing.T) {
 			if out, err := plugin("app", "--local", "--yes"); exitCode(err) != 3 {
 				t.Fatalf("rotation to the TTL wait: %v\n%s", err, out)
 			}
-			// As if the TTL had passed (promoted an hour ago, 60 s TTL): the retirement is due.
-			s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.Annotations[rotation.AnnoPromotedAt] = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
-			s.Annotations[rotation.AnnoRetireAfter] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
-			if _, err := cluster.Client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			retireDueOf(t, ns, secret, "") // as if the 60 s TTL had passed
 			if out, err := plugin("app", "--local", "--yes"); err != nil || keys() != "active,v2" {
 				t.Fatalf("retirement: %v (keys %s)\n%s", err, keys(), out)
 			}
@@ -101,7 +91,7 @@ func TestRetiredKeyComesBack(t *testing.T) {
 			if major == 3 && !strings.Contains(out, "version-retired") {
 				t.Errorf("Helm 3 shows the guard's refusal: want rule version-retired in\n%s", out)
 			}
-			s, err = cluster.Client.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
+			s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -765,10 +765,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 		!strings.Contains(out, "paste block EMERGENCY-B") {
 		t.Fatalf("REPAIR must not name a revision when no record renders the lost key, and must name the way on:\n%s", out)
 	}
-	p.shell.Env = append(p.shell.Env, "LEAK_REASON=v5 lost, no backup")
-	if out := p.pasteID(t, "EMERGENCY-B", 0); !strings.Contains(out, "added v6") {
-		t.Fatalf("EMERGENCY-B must add v6 when the active v5 is lost:\n%s", out)
-	}
+	p.emergencyByHand(t, "v5 lost, no backup", "v6")
 	p.follow(t, "B2")
 	p.expectKeyring(t, "active,v6", 6, rotation.Idle)
 
@@ -776,10 +773,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	// "not a keyring", and EMERGENCY-B refused while the emergency was in progress, though its new key is lost
 	// beyond repair (an emergency by hand leaves no Helm record of it). Now Where am I? and REPAIR find the keyring by
 	// its state and name EMERGENCY-B, which replaces the emergency in progress.
-	p.shell.Env = append(p.shell.Env, "LEAK_REASON=INC-9: v6 leaked")
-	if out := p.pasteID(t, "EMERGENCY-B", 0); !strings.Contains(out, "added v7") {
-		t.Fatalf("EMERGENCY-B must add v7:\n%s", out)
-	}
+	p.emergencyByHand(t, "INC-9: v6 leaked", "v7")
 	p.pasteID(t, "B2", 0)
 	p.pasteID(t, "B3", 0)
 	p.expectKeyring(t, "active,v6,v7", 7, rotation.Promoted)
@@ -790,10 +784,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "No Helm release record of "+p.release) || !strings.Contains(out, "LEAK_REASON='v7 lost, no backup'") {
 		t.Fatalf("REPAIR must find no record of v7 and name the way on:\n%s", out)
 	}
-	p.shell.Env = append(p.shell.Env, "LEAK_REASON=v7 lost, no backup")
-	if out := p.pasteID(t, "EMERGENCY-B", 0); !strings.Contains(out, "added v8") {
-		t.Fatalf("EMERGENCY-B must replace the emergency whose new key is lost, adding v8:\n%s", out)
-	}
+	p.emergencyByHand(t, "v7 lost, no backup", "v8") // it replaces the emergency whose new key is lost
 	p.follow(t, "B2")
 	p.expectKeyring(t, "active,v8", 8, rotation.Idle)
 
@@ -803,6 +794,15 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	records := releaseKeyrings(t, p.ns, p.release, p.secret)
 	if len(records) != 1 || records[0] != "active,v8" {
 		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
+	}
+}
+
+// emergencyByHand exports reason as LEAK_REASON and pastes EMERGENCY-B, which must add version added.
+func (p *runbookPass) emergencyByHand(t *testing.T, reason, added string) {
+	t.Helper()
+	p.shell.Env = append(p.shell.Env, "LEAK_REASON="+reason)
+	if out := p.pasteID(t, "EMERGENCY-B", 0); !strings.Contains(out, "added "+added) {
+		t.Fatalf("EMERGENCY-B for %q must add %s:\n%s", reason, added, out)
 	}
 }
 
