@@ -598,6 +598,7 @@ func switchPaths(t *testing.T, p *runbookPass) {
 	}
 	p.pasteID(t, "B6", 0)
 	p.cronJobsRunning(t)
+	p.refused(t, "A5", "A5 in Idle: the plugin command would start a new rotation without A2's checks (round 18a)")
 }
 
 // cronJobs describes the release's rotation CronJobs: name, suspend, and who suspended it.
