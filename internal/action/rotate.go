@@ -185,12 +185,12 @@ func emergencyCost(st rotation.State, k *keyring.Keyring, reason string) string 
 	switch {
 	case st.InProgress() && st.Emergency == reason:
 		return fmt.Sprintf("Emergency rotation %s (%s) is in progress (%s): resuming it, never starting a second one for the same reason.", st.RotationID, st.Emergency, st.Phase)
-	case !rotation.EmergencyPending(st, reason):
-		return fmt.Sprintf("Emergency rotation %s (%s) has run and retired the leaked versions: nothing to do. A new leak needs a new --reason.", st.RotationID, st.Emergency)
 	case st.InProgress() && st.Emergency != "":
 		return fmt.Sprintf("EMERGENCY ROTATION — emergency rotation %s (%s) is in progress (%s): it is finished first (it retires every version but %s at once), then a second one for %q adds a fresh key and retires %s too.\n"+
 			"Every live token signed with a retired version is REJECTED from that moment (a few minutes from now): clients must get a new token.",
 			st.RotationID, st.Emergency, st.Phase, keyring.Kid(st.To), reason, keyring.Kid(st.To))
+	case !rotation.EmergencyPending(st, reason):
+		return fmt.Sprintf("Emergency rotation %s (%s) has run and retired the leaked versions: nothing to do. A new leak needs a new --reason.", st.RotationID, st.Emergency)
 	}
 	kids := make([]string, 0, len(k.Keys))
 	for _, v := range k.Versions() {

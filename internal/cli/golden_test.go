@@ -307,6 +307,8 @@ func cases() []cmdCase {
 		{name: "run-runbook-lock-not-taken-over", args: []string{"run", "app", "--yes", "--take-over"}, objects: []runtime.Object{keyring(2, 1, stuck, rotation.AnnoLease,
 			rotation.Lease{Holder: "runbook op@host shell 9 1234", RotationID: "r2", Renewed: now.Add(-time.Minute), Duration: 3 * time.Minute}.Format())}, code: exitcode.LockHeld},
 		{name: "run-confirmed", args: []string{"run", "app"}, objects: []runtime.Object{keyring(2, 0, waiting(passed))}, terminal: true, stdin: "yes\n"},
+		// Round 19: a second leak during an emergency said "has run … nothing to do" before finishing both.
+		{name: "run-emergency-second-leak", args: []string{"run", "app", "--emergency", "--reason", "INC-8: v3 leaked too", "--yes"}, objects: []runtime.Object{keyring(3, 2, &rotation.State{Phase: rotation.KeyAdded, RotationID: "emergency-x", From: 2, To: 3, Emergency: "INC-7", StartedAt: now.Add(-time.Minute), TransitionAt: now.Add(-time.Minute)})}},
 		{name: "run-emergency-same-reason-twice", args: []string{"run", "app", "--emergency", "--reason", "INC-7", "--yes"}, objects: []runtime.Object{keyring(3, 0, &rotation.State{Phase: rotation.Idle, RotationID: "emergency-x", From: 2, To: 3, Emergency: "INC-7", PromotedAt: now.Add(-time.Hour), RetireAfter: now.Add(-time.Hour), RetiredAt: now.Add(-time.Hour), FinishedAt: now.Add(-time.Hour), NextRotationDue: now.Add(24 * time.Hour)})}},
 		{name: "run-interval-and-consumer", args: []string{"run", "app", "--yes", "--interval", "30d", "--consumer", "Deployment/app-requests-proxy"}, objects: []runtime.Object{keyring(1, 0, nil), consumer("app-requests-proxy")}, code: exitcode.Waiting},
 		{name: "run-bad-consumer", args: []string{"run", "app", "--consumer", "Pod/x"}, code: exitcode.Usage},

@@ -15,8 +15,9 @@ const upgradeLong = `upgrade runs $HELM_BIN upgrade RELEASE CHART [flags] with t
 (the release, namespace and context passed to it), so that the upgrade is refused before anything is sent when it
 would skip, drop or alter the release's keyring Secret. Every flag is passed to helm upgrade unchanged, and
 helm's exit code is kept — except the ones that make helm print the release it renders (--dry-run, -o json|yaml,
---debug), which are refused: the rendered keyring Secret holds the key bytes. Helm's own --debug
-(helm --debug rotate-key ...) is never passed on to the child helm.
+--debug), which are refused: the rendered keyring Secret holds the key bytes; and --force (Helm 3) and
+--force-replace (Helm 4), which are refused: replacing the keyring Secret with its render erases the rotation state.
+Helm's own --debug (helm --debug rotate-key ...) is never passed on to the child helm.
 
 --reset-values is checked up front: when the chart would not render the keyring Secret with the values reset, the
 upgrade is refused with the alternatives (--reuse-values, --reset-then-reuse-values).`
@@ -67,6 +68,11 @@ func completeUpgrade(c *action.Config, args []string) (*action.Upgrade, error) {
 			continue
 		case "--post-renderer":
 			return nil, exitcode.Withf(exitcode.Usage, "rotate-key upgrade sets the post-renderer itself (the guard); run helm upgrade directly to use another one")
+		}
+		if name == "--force" || name == "--force-replace" {
+			if !hasValue || value != "false" {
+				return nil, exitcode.Withf(exitcode.Usage, "refused: %s makes helm replace objects with the render, and the keyring Secret's render carries no rotation state: its phase, retire-after, lock and retired-up-to mark would be erased, and the next rotation would never retire the outgoing key. Nothing ran. Upgrade without %s (a field that will not update is a chart bug to fix, not to force)", arg, name)
+			}
 		}
 		if flag := printsRelease(args, i); flag != "" {
 			return nil, exitcode.Withf(exitcode.Usage, "refused: %s makes helm upgrade print the release it renders, and the rendered keyring Secret holds the keyring's key bytes. Nothing ran. To preview an upgrade use helm diff upgrade (it masks Secret data unless --show-secrets); to see what a rotation would do, helm rotate-key plan RELEASE; to upgrade, leave %s out", flag, flag)

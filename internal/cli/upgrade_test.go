@@ -42,3 +42,20 @@ func TestUpgradeRefusesFlagsThatPrintTheRelease(t *testing.T) {
 		}
 	}
 }
+
+// Issue 15.3: --force (Helm 3) and --force-replace (Helm 4) replace the keyring Secret with the render, which
+// erases the rotation state, the lease and the retired-up-to mark: refused before helm runs.
+func TestUpgradeRefusesReplacingTheKeyring(t *testing.T) {
+	c := actiontest.New().Config("", func(string) string { return "" })
+	for _, flags := range [][]string{{"--force"}, {"--force=true"}, {"--force-replace"}, {"--force-replace=true"}} {
+		_, err := completeUpgrade(c, append([]string{"app", "./chart", "--reuse-values"}, flags...))
+		if err == nil || !strings.Contains(err.Error(), "rotation state") || !strings.Contains(err.Error(), "Nothing ran") {
+			t.Errorf("%q: want a refusal that says why, got %v", flags, err)
+		}
+	}
+	for _, flags := range [][]string{{"--force=false"}, {"--force-replace=false"}, {"--force-conflicts"}} {
+		if _, err := completeUpgrade(c, append([]string{"app", "./chart"}, flags...)); err != nil {
+			t.Errorf("%q: want it passed through, got %v", flags, err)
+		}
+	}
+}

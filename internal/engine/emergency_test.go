@@ -283,3 +283,40 @@ func TestLoweredTTLKeepsTheHigherOne(t *testing.T) {
 		t.Fatalf("v2 signed under a TTL of %s: retire-after %s must be at least promoted-at %s + that TTL (TTL used %s)", 3*simTTL, st.RetireAfter, st.PromotedAt, st.TTLUsed)
 	}
 }
+
+// Issue 15.3: `helm upgrade --force` (Helm 3) or `--force-replace` (Helm 4) replaces the keyring Secret with its
+// render and erases the rotation state mid-rotation: Idle, no rotation on record, v1 beside the active v2. The next
+// run must not start v2 -> v3 and leave v1 trusted forever: it reads the keyring as a rotation just promoted —
+// restart, wait the TTL, retire every other version.
+func TestErasedStateIsReconstructed(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t, 13)
+	s.advance(3 * time.Second)
+	if res, err := simEngine(s, "r1").Run(ctx, true); err != nil || res.Decision.Step != rotation.StepWaitTTL {
+		t.Fatalf("to Waiting: %v %+v", err, res.Decision)
+	}
+	sec := s.mustSecret()
+	for k := range sec.Annotations {
+		if strings.HasPrefix(k, rotation.Prefix) && k != rotation.AnnoTTLSeconds {
+			delete(sec.Annotations, k)
+		}
+	}
+	if _, err := s.client.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	erasedAt := s.now
+	res, err := simEngine(s, "r2").Run(ctx, true)
+	if err != nil || res.State.Phase != rotation.Waiting || res.State.From != 1 || res.State.To != 2 || keyring.DataKeys(s.secretData()) != "active,key.v1,key.v2" {
+		t.Fatalf("a keyring whose state was erased must wait to retire v1, not rotate on: %v %+v %s", err, res.State, keyring.DataKeys(s.secretData()))
+	}
+	if res.State.RetireAfter.Before(erasedAt.Add(simTTL)) {
+		t.Fatalf("retire-after %s must be at least the TTL after the state was found erased (%s)", res.State.RetireAfter, erasedAt)
+	}
+	s.advance(res.State.RetireAfter.Sub(s.now) + time.Second)
+	if res, err := simEngine(s, "r2").Run(ctx, false); err != nil || res.State.Phase != rotation.Idle || keyring.DataKeys(s.secretData()) != "active,key.v2" {
+		t.Fatalf("after the TTL v1 must be retired: %v %+v %s", err, res.State, keyring.DataKeys(s.secretData()))
+	}
+	if s.rejected > 0 {
+		t.Fatalf("%d unexpired tokens rejected", s.rejected)
+	}
+}

@@ -124,8 +124,15 @@ func (e *Engine) run(ctx context.Context, startRequested bool) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
+		reconstructed := false
+		if e.Emergency == "" { // an emergency retires every other version anyway
+			st, reconstructed = rotation.Reconstruct(st, k.Versions(), k.Active, now)
+		}
 		start := startRequested && !acted && (e.Request == "" || !rotation.RequestStarted(secret.Annotations, st, e.Request))
 		d := rotation.Next(st, now, start, e.Force)
+		if reconstructed {
+			d.Reason = rotation.ReconstructedNote(st) + ": " + d.Reason
+		}
 		if acted && st.Phase == rotation.Idle {
 			d = rotation.Decision{Step: rotation.StepNothing, Reason: "rotation finished", Until: st.NextRotationDue}
 		}

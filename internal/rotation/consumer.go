@@ -51,7 +51,7 @@ func Consistent(st State, k *keyring.Keyring) error {
 // the new active one (a leaked Secret exposed all of them). Pinned versions and the active one are never removed.
 func Retirement(k *keyring.Keyring, st State, pinned []string) (keyring.Change, error) {
 	outgoing := []int{st.From}
-	if st.Emergency != "" {
+	if st.Emergency != "" || st.Reconstructed() {
 		outgoing = outgoing[:0]
 		for _, v := range k.Versions() {
 			if v != st.To {

@@ -102,10 +102,11 @@ func watchNamespace(ctx context.Context, t *testing.T, ns, secret string) *recor
 	return r
 }
 
-// assertRetireAfterOutlivesOldPods checks retire-after against the test's own watch: every pod that ran when v2
-// was promoted could sign with v1 until it was gone, so v1 must stay until the last of them was deleted + the TTL
-// (60 s). A retire-after counted from the promotion fails it whenever the second rollout outlasts the margin.
-func assertRetireAfterOutlivesOldPods(t *testing.T, ns string, rec *recorder, promoted int) {
+// assertRetireAfterOutlivesOldPods checks retire-after against the test's own watch: every pod that ran when
+// `active` moved (secret event promoted: the promotion, or an abort's revert) could sign with the outgoing version
+// until it was gone, so that version must stay until the last of them was deleted + the TTL (60 s). A retire-after
+// counted from the move fails it whenever the rollout after it outlasts the margin.
+func assertRetireAfterOutlivesOldPods(t *testing.T, ns string, rec *recorder, promoted int, outgoing string) {
 	t.Helper()
 	s, err := cluster.Client.CoreV1().Secrets(ns).Get(context.Background(), "app-requests-proxy-admin", metav1.GetOptions{})
 	if err != nil {
@@ -128,8 +129,8 @@ func assertRetireAfterOutlivesOldPods(t *testing.T, ns string, rec *recorder, pr
 		t.Fatal("no pod that ran at the promotion was seen deleted")
 	}
 	if floor := last.Add(60 * time.Second); st.RetireAfter.Before(floor) {
-		t.Errorf("retire-after %s is before %s: pod %s ran at the promotion, could sign with v1 until it was deleted at %s, and its tokens live 60 s",
-			st.RetireAfter.Format(time.RFC3339), floor.Format(time.RFC3339), lastPod, last.Format(time.RFC3339))
+		t.Errorf("retire-after %s is before %s: pod %s ran when active moved, could sign with %s until it was deleted at %s, and its tokens live 60 s",
+			st.RetireAfter.Format(time.RFC3339), floor.Format(time.RFC3339), lastPod, outgoing, last.Format(time.RFC3339))
 	}
 }
 
@@ -336,7 +337,7 @@ func fullRotation(t *testing.T, major int, hooks bool) {
 	if second != pods || len(alive) != pods {
 		t.Fatalf("second rollout: %d pods restarted after the promotion, %d pods of the first rollout replaced; want %d and %d", second, len(alive), pods, pods)
 	}
-	assertRetireAfterOutlivesOldPods(t, ns, rec, promoted)
+	assertRetireAfterOutlivesOldPods(t, ns, rec, promoted, "v1")
 
 	// Before retire-after: refused (still waiting), the Secret keeps v1.
 	out, err = h.Run(ctx, runArgs...)

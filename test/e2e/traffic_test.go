@@ -128,12 +128,12 @@ func trafficRelease(ctx context.Context, t *testing.T, h *testcluster.Helm, ns s
 
 // trafficSubtest starts a parallel subtest's release with traffic on Helm major; toWaiting first runs the plugin
 // through steps 1-4 (exit 3: waiting for the TTL).
-func trafficSubtest(t *testing.T, cost time.Duration, major int, prefix, signerKeys, verifierKeys string, toWaiting bool) (*testcluster.Helm, string, *traffic.Run) {
+func trafficSubtest(t *testing.T, cost time.Duration, major int, prefix string, app testcluster.TokenApp, toWaiting bool) (*testcluster.Helm, string, *traffic.Run) {
 	t.Helper()
 	parallel(t, cost)
 	h := newHelm(t, major)
 	ns := namespace(t, prefix, nil)
-	run := trafficRelease(context.Background(), t, h, ns, testcluster.TokenApp{SignerKeys: signerKeys, VerifierKeys: verifierKeys})
+	run := trafficRelease(context.Background(), t, h, ns, app)
 	if toWaiting {
 		if out, err := h.Run(context.Background(), "-n", ns, "rotate-key", "app", "--local", "--yes"); exitCode(err) != 3 {
 			t.Fatalf("rotation to Waiting: %v\n%s", err, out)
@@ -234,7 +234,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 	t.Parallel()
 	t.Run("emergency-in-waiting", func(t *testing.T) {
 		ctx := context.Background()
-		h, ns, run := trafficSubtest(t, 300*time.Second, 4, "traffic-emergency", "env", "volume", true)
+		h, ns, run := trafficSubtest(t, 300*time.Second, 4, "traffic-emergency", testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "volume"}, true)
 		// The order on the pods: v3 is promoted only once every pod from before its add is gone (an env-fed
 		// verifier that never read v3 refuses its tokens; the traffic may not meet it before it is replaced).
 		watch, stopWatch := context.WithCancel(ctx)
@@ -294,7 +294,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 	})
 	t.Run("abort-before-promotion", func(t *testing.T) {
 		ctx := context.Background()
-		h, ns, run := trafficSubtest(t, 200*time.Second, 3, "traffic-abort-early", "env", "env", false)
+		h, ns, run := trafficSubtest(t, 200*time.Second, 3, "traffic-abort-early", testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "env"}, false)
 		began := time.Now()
 		// A rollout timeout far shorter than the rollout stops the run after the add: the rotation is in KeyAdded.
 		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes", "--timeout", "1s"); err == nil {
@@ -315,7 +315,15 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 	})
 	t.Run("abort-after-promotion", func(t *testing.T) {
 		ctx := context.Background()
-		h, ns, run := trafficSubtest(t, 360*time.Second, 4, "traffic-abort-late", "env", "env", true)
+		// One slow signer (its rollouts outlast retire-after's 60 s margin): the last signer that ran at the revert
+		// signs with v2 for over a minute after it, so a retire-after counted from the revert instead of the end of
+		// its rollout rejects v2's tokens (the fifth attack on the instrument passed that fault with fast rollouts).
+		slow := testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "env", SignerReplicas: 1, SignerMinReady: 70 * time.Second}
+		h, ns, run := trafficSubtest(t, 600*time.Second, 4, "traffic-abort-late", slow, true)
+		watch, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		rec := watchNamespace(watch, t, ns, "app-requests-proxy-admin")
+		time.Sleep(500 * time.Millisecond) // the watches' initial ADDED events
 		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "abort", "app", "--yes", "--local"); exitCode(err) != 3 && err != nil {
 			t.Fatalf("abort: %v\n%s", err, out)
 		}
@@ -323,6 +331,12 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		if fmt.Sprint(keys) != "[key.v1 key.v2]" || active != "v1" {
 			t.Fatalf("after the abort: keys %v active %s phase %s", keys, active, st.Phase)
 		}
+		rec.catchUp(t, ns)
+		reverted := rec.firstSecret(func(s secretSeen) bool { return s.active == "v1" })
+		if reverted == 0 {
+			t.Fatal("the revert to v1 was not seen")
+		}
+		assertRetireAfterOutlivesOldPods(t, ns, rec, reverted, "v2")
 		time.Sleep(time.Until(st.RetireAfter) + time.Second)
 		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); err != nil {
 			t.Fatalf("run after the aborted version's TTL: %v\n%s", err, out)
@@ -380,7 +394,7 @@ func TestTrafficControls(t *testing.T) {
 			if c.name == "skip-second-rollout" {
 				cost = 150 * time.Second
 			}
-			_, ns, run := trafficSubtest(t, cost, 4, "traffic-control", c.signer, c.verifier, false)
+			_, ns, run := trafficSubtest(t, cost, 4, "traffic-control", testcluster.TokenApp{SignerKeys: c.signer, VerifierKeys: c.verifier}, false)
 			c.do(t, ns)
 			rep := run.StopNow() // a control needs no settle: its break is done
 			printTraffic("control "+c.name+" (must reject)", rep)
