@@ -457,8 +457,11 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	}
 	p.expectKeyring(t, "active,key.v1", 1, rotation.Idle)
 	// A bare pod that reads the keyring: no block restarts it, so B3 must not promote while it runs with old keys.
+	// It tolerates every taint: on a loaded machine a kwok node can miss heartbeats, and the node lifecycle
+	// controller then evicts a bare pod at once (a CI run on 2 busy cores lost it, and B3 rightly promoted).
 	stray := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "stray-verifier", Namespace: p.ns}, Spec: corev1.PodSpec{
-		Containers: []corev1.Container{{Name: "v", Image: "verifier", EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: p.secret}}}}}}}}
+		Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		Containers:  []corev1.Container{{Name: "v", Image: "verifier", EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: p.secret}}}}}}}}
 	if _, err := cluster.Client.CoreV1().Pods(p.ns).Create(context.Background(), stray, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
