@@ -98,18 +98,21 @@ type runbookPassSpec struct {
 	tokenApp bool
 	// cost is how long the pass takes on a quiet machine (the order the suite runs its tests in).
 	cost time.Duration
+	// ttl is the layout's token TTL in seconds (0: 60). A pass that damages the keyring while a rotation waits
+	// needs the wait to outlast its checks on a loaded machine.
+	ttl int
 }
 
 func runbookPasses() []runbookPassSpec {
 	return []runbookPassSpec{
-		{"part-a-helm3", "a", 3, partA, false, 200 * time.Second},
-		{"part-a-helm4", "a", 4, partA, false, 200 * time.Second},
-		{"part-b-example", "a+cronjob", 3, partBFollowed, true, 440 * time.Second},
-		{"part-b-plain-chart", "b", 4, partBFollowed, true, 440 * time.Second},
-		{"single-key", "c", 3, singleKey, false, 10 * time.Second},
-		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 330 * time.Second},
-		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second},
-		{"emergency-plugin", "b", 3, emergencyPlugin, false, 520 * time.Second},
+		{"part-a-helm3", "a", 3, partA, false, 300 * time.Second, 150},
+		{"part-a-helm4", "a", 4, partA, false, 300 * time.Second, 150},
+		{"part-b-example", "a+cronjob", 3, partBFollowed, true, 440 * time.Second, 0},
+		{"part-b-plain-chart", "b", 4, partBFollowed, true, 440 * time.Second, 0},
+		{"single-key", "c", 3, singleKey, false, 10 * time.Second, 0},
+		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 330 * time.Second, 0},
+		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second, 0},
+		{"emergency-plugin", "b", 3, emergencyPlugin, false, 560 * time.Second, 0},
 	}
 }
 
@@ -137,7 +140,11 @@ func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec)
 	case "a", "a+cronjob":
 		p.secret, p.style, p.cron = p.release+"-requests-proxy-admin", "key.", spec.layout == "a+cronjob"
 		p.signer, p.verifier = exampleApps(p.release)
-		args := []string{"--set", "tokenTtlSeconds=60", "--set", fmt.Sprintf("rotate-key.schedule.enabled=%v", spec.layout == "a+cronjob"), "--wait", "--timeout", "2m"}
+		ttl := spec.ttl
+		if ttl == 0 {
+			ttl = 60
+		}
+		args := []string{"--set", fmt.Sprintf("tokenTtlSeconds=%d", ttl), "--set", fmt.Sprintf("rotate-key.schedule.enabled=%v", spec.layout == "a+cronjob"), "--wait", "--timeout", "2m"}
 		if spec.tokenApp { // both read their keys from env at start: only the restarts the runbook orders make them see a change
 			args = append(args, testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "env"}.Values()...)
 		}
@@ -327,6 +334,7 @@ func partA(t *testing.T, p *runbookPass) {
 	p.preparation(t)
 	for _, b := range p.sectionBlocks("Part A") {
 		if b.ID == "A5" {
+			p.outgoingKeyDeleted(t, "key.v1", 0)
 			p.pasteID(t, "B4", 0)
 		}
 		p.paste(t, b, b.Exit)
@@ -347,25 +355,53 @@ func partA(t *testing.T, p *runbookPass) {
 	if records := releaseKeyrings(t, p.ns, p.release, p.secret); len(records) != 1 || records[0] != "active,key.v2" {
 		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
 	}
-	// The only version deleted by hand (round 17): with no versioned key left the naming comes from Helm's record, so
-	// REPAIR finds key.v2 there (it looked for v2 and found nothing) and the rollback it names restores its bytes.
-	data := func() string {
-		s, err := cluster.Client.CoreV1().Secrets(p.ns).Get(context.Background(), p.secret, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return dataDigest(s.Data)
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "PRUNE") {
+		t.Fatalf("after PRUNE Where am I? must not ask for it again:\n%s", where)
 	}
-	before := data()
+	// The only version deleted by hand (round 17): with no versioned key left the naming comes from Helm's record, so
+	// REPAIR finds key.v2 there (it looked for v2 and found nothing) and restores its bytes.
+	before := p.keyringDigest(t)
 	p.handEdit(t, `{"data":{"key.v2":null}}`)
 	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "v2, which live tokens were signed with") || !strings.Contains(where, "next:    block REPAIR") {
 		t.Fatalf("Where am I? must send to REPAIR when the only version is gone:\n%s", where)
 	}
-	p.rollForward(t, 0)
+	p.restoreFromRecord(t, "v2", 0)
 	restart(t, p)
-	if after := data(); after != before {
-		t.Fatalf("the roll forward must restore key.v2's bytes:\nbefore %s\nafter  %s", before, after)
+	if after := p.keyringDigest(t); after != before {
+		t.Fatalf("REPAIR must restore key.v2's bytes:\nbefore %s\nafter  %s", before, after)
 	}
+}
+
+// keyringDigest is the keyring's data keys and a digest of their bytes.
+func (p *runbookPass) keyringDigest(t *testing.T) string {
+	t.Helper()
+	s, err := cluster.Client.CoreV1().Secrets(p.ns).Get(context.Background(), p.secret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dataDigest(s.Data)
+}
+
+// outgoingKeyDeleted (round 20's blocker): the outgoing key of a rotation after its promotion (round 20: while it
+// waits for its TTL) deleted by hand. REPAIR printed a helm rollback to a record from before the promotion, which also set 'active' back: the
+// chart's guard refused it on Helm 3 (release left pending-rollback) and Helm 4's server-side apply conflicted on
+// .data.active. REPAIR now puts the bytes back itself, moving nothing else, and writes no Helm revision.
+func (p *runbookPass) outgoingKeyDeleted(t *testing.T, outgoing string, record int) {
+	t.Helper()
+	before := p.keyringDigest(t)
+	p.handEdit(t, fmt.Sprintf(`{"data":{%q:null}}`, outgoing))
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "is GONE") || !strings.Contains(where, "next:    block REPAIR") {
+		t.Fatalf("Where am I? must lead with the lost outgoing key:\n%s", where)
+	}
+	p.restoreFromRecord(t, strings.TrimPrefix(outgoing, "key."), record)
+	if after := p.keyringDigest(t); after != before {
+		t.Fatalf("REPAIR must restore %s's bytes and change nothing else:\nbefore %s\nafter  %s", outgoing, before, after)
+	}
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "is GONE") || !strings.Contains(where, "next:    block RESTART") {
+		t.Fatalf("after the restore the consumers must restart first:\n%s", where)
+	}
+	p.refused(t, "B5", "a retirement before the restart the repair needs")
+	restart(t, p)
 }
 
 // partBFollowed: Part B by hand, each block found by "Where am I?" in a new shell after the one before.
@@ -661,24 +697,29 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	}
 	p.refused(t, "B1", "a rotation while the active key is lost")
 	p.refused(t, "RESTART", "a restart before the lost key is back")
-	p.rollForward(t, 2) // the upgrade's record is the one that rendered v3
-	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
-	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "WARNING") || !strings.Contains(where, "next:    block RESTART") {
-		t.Fatalf("after rolling forward the keyring is whole again, and the consumers must restart first:\n%s", where)
+	p.restoreFromRecord(t, "v3", 2) // the upgrade's record is the one that rendered v3
+	p.expectKeyring(t, "active,v1,v3", 3, rotation.Idle)
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "is GONE") || !strings.Contains(where, "next:    block RESTART") {
+		t.Fatalf("after the restore the keyring has v3 again, and the consumers must restart first:\n%s", where)
 	}
 	p.refused(t, "B1", "a rotation before the restart the repair needs")
 	// Pods that started while v3 was gone hold the wrong keyring: RESTART replaces every consumer's pods.
 	restart(t, p)
+	// The rollback also brought back v1, which the emergency retired because it leaked: EXTRA removes it at once
+	// (REPAIR moves nothing but what is lost and 'active').
+	p.extraRemoves(t, "leaked versions are back", "v1")
+	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
+	restart(t, p)
 
 	// A rollback before the promotion that removes the new key (helm history: 1 install v1, 2 upgrade v3, 3 rollback
-	// to 1, 4 rollback to 2, 5 upgrade v3+v4, 6 rollback to 4): v4 never signed, so the rotation ends (ABORT-BEFORE)
-	// and the next one takes a number never used, v5 — v4's bytes still sit in revision 5's record.
+	// to 1, 4 upgrade v3+v4, 5 rollback to 2): v4 never signed, so the rotation ends (ABORT-BEFORE) and the next one
+	// takes a number never used, v5 — v4's bytes still sit in revision 4's record.
 	p.pasteID(t, "B1", 0)
 	p.expectKeyring(t, "active,v3,v4", 3, rotation.KeyAdded)
 	if out, err := p.h.Run(ctx, "-n", p.ns, "upgrade", p.release, runbookChart("runbook-plain"), "--reuse-values"); err != nil {
 		t.Fatalf("upgrade: %v\n%s", err, out)
 	}
-	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "4"); err != nil {
+	if out, err := p.h.Run(ctx, "-n", p.ns, "rollback", p.release, "2"); err != nil {
 		t.Fatalf("Helm 3 rollback: %v\n%s", err, out)
 	}
 	p.expectKeyring(t, "active,v3", 3, rotation.KeyAdded)
@@ -693,9 +734,9 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	}
 	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
 
-	// A rollback during a rotation (7 rollback to 1): in RolledOut it removes v3, the ACTIVE key, and makes v1 active;
+	// A rollback during a rotation (6 rollback to 1): in RolledOut it removes v3, the ACTIVE key, and makes v1 active;
 	// v5 (never rendered) stays. No block may act on the state, and the repair must not point 'active' at the missing
-	// key. The newest record that renders v3 is revision 6 (revision 5 renders it too, beside v4's old bytes).
+	// key. The newest record that renders v3 is revision 5 (revision 4 renders it too, beside v4's old bytes).
 	p.pasteID(t, "B1", 0)
 	p.pasteID(t, "B2", 0)
 	p.expectKeyring(t, "active,v3,v5", 3, rotation.RolledOut)
@@ -708,54 +749,50 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	for _, id := range []string{"B3", "B2", "ABORT-BEFORE", "RESTART"} {
 		p.refused(t, id, "a step while the active key is lost")
 	}
-	p.rollForward(t, 6)
-	p.expectKeyring(t, "active,v3,v5", 3, rotation.RolledOut)
+	p.restoreFromRecord(t, "v3", 5)
+	p.expectKeyring(t, "active,v1,v3,v5", 3, rotation.RolledOut)
 	p.refused(t, "B3", "a promotion before the restart the repair needs")
 	restart(t, p)
 	// The rollback had also made v1 active, and a signer that started then signed with it (the round-15 reviewer's
 	// rejected tokens): RESTART records until when those tokens live, which keeps v1 at least that long.
+	var repairedUntil string
 	if s, err := cluster.Client.CoreV1().Secrets(p.ns).Get(ctx, p.secret, metav1.GetOptions{}); err != nil {
 		t.Fatal(err)
 	} else if s.Annotations[rotation.Prefix+"repaired-until"] == "" {
 		t.Fatalf("after a repair of a lost key that also found 'active' moved, RESTART must record repaired-until: %v", s.Annotations)
+	} else {
+		repairedUntil = s.Annotations[rotation.Prefix+"repaired-until"]
+	}
+	// v1, back beside the rotation, verifies tokens and this rotation does not retire it: Where am I? says so.
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "beside this rotation's v3 and v5") {
+		t.Fatalf("Where am I? must warn of v1 beside the rotation:\n%s", where)
 	}
 	p.pasteID(t, "B3", 0)
+	before := p.expectKeyring(t, "active,v1,v3,v5", 5, rotation.Promoted)
+
+	// The outgoing v3 deleted by hand after the promotion (round 14: no record rendered v3 AND v5, and REPAIR said
+	// "escalate"; round 20: the rollback it then named also set 'active' back and was refused): revision 5 renders v3
+	// with its bytes, and REPAIR puts them back alone. 'active' never moved, so retire-after stays. (Before B2, not in
+	// the TTL wait: with a 60 s TTL a loaded machine could reach retire-after first, after which v3 is no loss.)
+	p.outgoingKeyDeleted(t, "v3", 5)
+	if after := p.expectKeyring(t, "active,v1,v3,v5", 5, rotation.Promoted); !after.RetireAfter.Equal(before.RetireAfter) {
+		t.Fatalf("a restore that moved no 'active' must leave retire-after: %s, before %s", after.RetireAfter, before.RetireAfter)
+	}
 	p.pasteID(t, "B2", 0)
-	before := p.expectKeyring(t, "active,v3,v5", 5, rotation.Waiting)
-
-	// The outgoing v3 deleted by hand while the rotation waits (the round-14 reviewer's dead end: no record renders
-	// v3 AND v5, and REPAIR said "escalate"): revision 8 renders v3 with its bytes and removes nothing needed, so it
-	// is the roll forward — and it also sets 'active' back to v3, which REPAIR then moves to v5 again. A signer that
-	// started meanwhile signed with v3, so v3 must not be retired until the TTL has passed since every such pod was
-	// restarted.
-	p.handEdit(t, `{"data":{"v3":null}}`)
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "WARNING: v3, which live tokens were signed with") || !strings.Contains(where, "next:    block REPAIR") {
-		t.Fatalf("Where am I? must lead with the lost outgoing key:\n%s", where)
-	}
-	p.rollForward(t, 8)
-	p.expectKeyring(t, "active,v3,v5", 3, rotation.Waiting)
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "needs v5 active, but 'active' names v3") || !strings.Contains(where, "next:    block REPAIR") {
-		t.Fatalf("Where am I? must lead with the moved active key:\n%s", where)
-	}
-	for _, id := range []string{"B5", "ABORT-AFTER", "RESTART", "B1"} {
-		p.refused(t, id, "a step while 'active' is moved")
-	}
-	p.pasteID(t, "REPAIR", 0)
-	p.expectKeyring(t, "active,v3,v5", 5, rotation.Waiting)
-	p.refused(t, "B5", "a retirement before the restart the repair needs")
-	restart(t, p)
-	after := p.expectKeyring(t, "active,v3,v5", 5, rotation.Waiting)
-	if !after.RetireAfter.After(before.RetireAfter) || after.RetireAfter.Before(time.Now().Add(60*time.Second)) {
-		t.Fatalf("after the restart v3 may be retired no sooner than the TTL after it: retire-after %s, before the repair %s", after.RetireAfter, before.RetireAfter)
-	}
 	p.follow(t, "B4")
-	p.expectKeyring(t, "active,v5", 5, rotation.Idle)
+	p.expectKeyring(t, "active,v1,v5", 5, rotation.Idle)
+	// Round 20: after a normal rotation that followed the emergency, the leaked keys are still in Helm's records.
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "block PRUNE") {
+		t.Fatalf("until PRUNE ran, Where am I? must say Helm's records may hold keys the keyring no longer has:\n%s", where)
+	}
 
-	// A retired version back (a rollback of a chart without the library): Where am I? sends to EXTRA, which removes it.
+	// A retired version back too (a rollback of a chart without the library): Where am I? sends to EXTRA, which
+	// removes it and v1 once no token signed while v1 was active again can live.
 	patch := fmt.Sprintf(`{"data":{"v3":%q}}`, base64.StdEncoding.EncodeToString(make32()))
 	p.handEdit(t, patch)
 	p.refused(t, "B1", "a rotation while a retired version is back (it would stay trusted through it: round 16)")
-	p.extraRemoves(t, "retired v3, but it is back", "v3")
+	sleepPast(t, repairedUntil)
+	p.extraRemoves(t, "v1 v3 beside the active v5", "v1 v3")
 	p.expectKeyring(t, "active,v5", 5, rotation.Idle)
 	restart(t, p)
 
@@ -799,6 +836,9 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	if len(records) != 1 || records[0] != "active,v8" {
 		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
 	}
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "PRUNE") {
+		t.Fatalf("after PRUNE Where am I? must not ask for it again:\n%s", where)
+	}
 }
 
 // emergencyByHand exports reason as LEAK_REASON and pastes EMERGENCY-B, which must add version added.
@@ -810,17 +850,31 @@ func (p *runbookPass) emergencyByHand(t *testing.T, reason, added string) {
 	}
 }
 
-// rollForward pastes REPAIR for a lost key, checks that it names revision want (the newest whose record renders the
-// key with the bytes the keyring had), and runs that rollback as the operator would.
-func (p *runbookPass) rollForward(t *testing.T, want int) {
+// restoreFromRecord pastes REPAIR for the lost version lost and checks that it put the bytes back itself from
+// revision want's release record (the newest that renders it beside the live bytes of every version still there;
+// 0: any), without a Helm operation: the release's records are the same before and after.
+func (p *runbookPass) restoreFromRecord(t *testing.T, lost string, want int) {
 	t.Helper()
-	out := p.pasteID(t, "REPAIR", 0)
-	m := regexp.MustCompile(`helm -n \S+ rollback \S+ (\d+)\n`).FindStringSubmatch(out)
-	if m == nil || want > 0 && m[1] != strconv.Itoa(want) {
-		t.Fatalf("REPAIR must name revision %d for the roll forward:\n%s", want, out)
+	records := func() string {
+		list, err := cluster.Client.CoreV1().Secrets(p.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "owner=helm,name=" + p.release})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, s := range list.Items {
+			out = append(out, s.Name+"@"+s.ResourceVersion)
+		}
+		sort.Strings(out)
+		return strings.Join(out, " ")
 	}
-	if out, err := p.h.Run(context.Background(), "-n", p.ns, "rollback", p.release, m[1]); err != nil {
-		t.Fatalf("roll forward: %v\n%s", err, out)
+	before := records()
+	out := p.pasteID(t, "REPAIR", 0)
+	m := regexp.MustCompile(`restored (\S+) with the bytes of revision (\d+)'s release record`).FindStringSubmatch(out)
+	if m == nil || m[1] != lost || want > 0 && m[2] != strconv.Itoa(want) || strings.Contains(out, "rollback") {
+		t.Fatalf("REPAIR must restore %s from revision %d's record itself, naming no rollback:\n%s", lost, want, out)
+	}
+	if after := records(); after != before {
+		t.Fatalf("REPAIR must not touch Helm's release records:\nbefore %s\nafter  %s", before, after)
 	}
 }
 
