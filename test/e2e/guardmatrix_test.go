@@ -410,6 +410,38 @@ func resurrection(t *testing.T, h *testcluster.Helm, ns, layer string, duringTTL
 		t.Logf("helm rollback %d after the retirement:\n%s", duringTTL, out)
 	}
 	record(matrixRow{fmt.Sprintf("helm%d", h.Major), layer, "lookup", "rollback to TTL wait after retire", expected, got})
+	if layer != "post-renderer" && err != nil {
+		noHooksRollback(t, h, ns, layer, duringTTL, retired, record)
+	}
+}
+
+// noHooksRollback (issue 15.3): the rollback the pre-rollback hook just refused, with --no-hooks. No layer of the
+// chart runs (post-renderers never run on a rollback), so only the admission policy could refuse it (not installed
+// here); what must hold is that status and check see the retired v1 back the moment it is applied.
+func noHooksRollback(t *testing.T, h *testcluster.Helm, ns, layer string, duringTTL int, retired string, record func(matrixRow)) {
+	ctx := context.Background()
+	if out, err := h.Run(ctx, "-n", ns, "rotate-key", "rollback", "app"); err != nil { // clears the refused rollback's pending record
+		t.Fatalf("rotate-key rollback after the refused rollback: %v\n%s", err, out)
+	}
+	out, err := h.Run(ctx, "-n", ns, "rollback", "app", fmt.Sprint(duringTTL), "--no-hooks")
+	got := map[bool]string{true: "refused", false: "succeeds"}[err != nil]
+	after := keyringDigest(t, ns)
+	switch {
+	case after == retired:
+		got += "+NOCHANGE"
+	case strings.HasPrefix(after, "active,key.v1,key.v2@"):
+		status, _ := h.Run(ctx, "-n", ns, "rotate-key", "status", "app")
+		check, checkErr := h.Run(ctx, "-n", ns, "rotate-key", "check", "app")
+		if exitCode(checkErr) == 5 && strings.Contains(status, "RETIRED KEY BACK:") && strings.Contains(check, `"op":"remove","path":"/data/key.v1"`) {
+			got = "flagged"
+		} else {
+			t.Logf("the retired v1 is back and not flagged:\n%s\n%s", status, check)
+		}
+	}
+	if got != "flagged" {
+		t.Logf("helm rollback %d --no-hooks after the retirement (keyring %s):\n%s", duringTTL, after, out)
+	}
+	record(matrixRow{fmt.Sprintf("helm%d", h.Major), layer, "lookup", "rollback --no-hooks after retire", "flagged", got})
 }
 
 // TestGuardRefusalReachesTheOperator: Helm 4 does not show a post-renderer's stderr, so the guard writes its
