@@ -26,7 +26,9 @@ const runLong = `run starts or resumes the rotation of a release's keyring Secre
   ... then it stops (exit code 3) and prints when and how to finish:
   5. run after retire-after: remove vN, restart the consumers once more, record the next rotation's due date.
 
-retire-after = end of the post-promotion rollout + TTL + 60 s clock-skew margin. The next rotation is due one
+retire-after = end of the post-promotion rollout + TTL + clock-skew margin (5 minutes, or the Secret's annotation
+rotate-key.tracebloc.io/clock-skew-seconds: the leeway your verifiers allow on exp plus how far their clocks may
+run behind the signers'). The next rotation is due one
 interval after the promotion, but never before the day after retire-after or after the finish.
 --emergency --reason "INC-..." (a leaked key): in any phase, add a fresh key, roll out, promote, roll out, then
 retire EVERY other version at once; their live tokens are rejected. The same reason never rotates twice.

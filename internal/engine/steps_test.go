@@ -21,7 +21,7 @@ func upgrade(t *testing.T, s *sim, request string) rotation.State {
 	for _, hook := range rotation.ChartHooks() {
 		cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}}
 		engine := &engine.Engine{
-			Cluster: cluster, Config: rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
+			Cluster: cluster, Config: rotation.Config{TTL: simTTL, ClockSkew: rotation.DefaultClockSkew, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
 			Holder: "job", Actor: "job", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
 			NewRotationID: func(time.Time) string { t.Fatal("a requested rotation must take the request as its id"); return "" },
 			LocalNow:      func() time.Time { return s.now },
@@ -76,7 +76,7 @@ func TestStepOutsideTheJobIsLeftAlone(t *testing.T) {
 	s := newSim(t, 11)
 	cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}}
 	run := &engine.Engine{
-		Cluster: cluster, Config: rotation.Config{TTL: simTTL, Interval: time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}}},
+		Cluster: cluster, Config: rotation.Config{TTL: simTTL, ClockSkew: rotation.DefaultClockSkew, Interval: time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}}},
 		Holder: "job", Actor: "job", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
 		LocalNow: func() time.Time { return s.now }, Sleep: func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
 		Request: "r1", Force: true, Hook: "add",
@@ -110,7 +110,7 @@ func TestRequestStartsOneRotationEver(t *testing.T) {
 	// Another rotation since, from a machine (no request): the state's rotation id moves on.
 	local := &engine.Engine{
 		Cluster: &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}},
-		Config:  rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
+		Config:  rotation.Config{TTL: simTTL, ClockSkew: rotation.DefaultClockSkew, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
 		Holder:  "laptop", Actor: "laptop", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
 		NewRotationID: func(time.Time) string { return "manual-1" }, Force: true,
 		LocalNow: func() time.Time { return s.now }, Sleep: func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
@@ -159,7 +159,7 @@ func TestRetiredVersionBackStopsTheRun(t *testing.T) {
 	run := func(emergency string) error {
 		e := &engine.Engine{
 			Cluster: &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}},
-			Config:  rotation.Config{TTL: simTTL, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
+			Config:  rotation.Config{TTL: simTTL, ClockSkew: rotation.DefaultClockSkew, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
 			Holder:  "op", Actor: "op", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second, Force: true, Emergency: emergency,
 			NewRotationID: func(time.Time) string { return "r" }, LocalNow: func() time.Time { return s.now },
 			Sleep: func(_ context.Context, d time.Duration) error { s.advance(d); return nil },

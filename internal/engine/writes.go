@@ -82,7 +82,7 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 			return w, err
 		}
 		ttl := rotation.RetirementTTL(st, e.Config.TTL)
-		next.RetireAfter, next.TTLUsed = rotation.RetireAfter(now, ttl), ttl
+		next.RetireAfter, next.TTLUsed = rotation.RetireAfter(now, ttl, e.Config.ClockSkew), ttl
 		if st.Emergency != "" { // the leaked versions' tokens are rejected now: no TTL to wait for
 			next.RetireAfter, next.TTLUsed = now.Truncate(time.Second), 0
 		}
@@ -91,8 +91,8 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 		if ttl > e.Config.TTL {
 			source = fmt.Sprintf("the highest TTL in force while %s signed, recorded in %s; %s is %s now", keyring.Kid(st.From), rotation.AnnoTTLInForce, e.Config.TTLSource, e.Config.TTL)
 		}
-		w.msg = fmt.Sprintf("no pod from before the promotion of %s is left; %s can be retired after %s (TTL %s, %s, + %s clock-skew margin)",
-			keyring.Kid(st.To), keyring.Kid(st.From), next.RetireAfter.UTC().Format(time.RFC3339), ttl, source, rotation.ClockSkewMargin)
+		w.msg = fmt.Sprintf("no pod from before the promotion of %s is left; %s can be retired after %s (TTL %s, %s, + %s clock-skew margin, %s)",
+			keyring.Kid(st.To), keyring.Kid(st.From), next.RetireAfter.UTC().Format(time.RFC3339), ttl, source, e.Config.ClockSkew, e.Config.ClockSkewSource)
 		if st.Emergency != "" {
 			w.msg = fmt.Sprintf("no pod from before the emergency promotion of %s is left; every other version is retired now (%s)", keyring.Kid(st.To), st.Emergency)
 		}
@@ -104,7 +104,7 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 		// old one, retired after the TTL like any other (so it is not trusted forever).
 		ttl := rotation.RetirementTTL(st, e.Config.TTL)
 		next = rotation.State{RotationID: st.RotationID, From: st.To, To: st.From, StartedAt: st.StartedAt, PromotedAt: st.TransitionAt,
-			RetireAfter: rotation.RetireAfter(now, ttl), TTLUsed: ttl, Actor: st.Actor}
+			RetireAfter: rotation.RetireAfter(now, ttl, e.Config.ClockSkew), TTLUsed: ttl, Actor: st.Actor}
 		next.NextRotationDue = rotation.NextRotationDue(next, e.Config.Interval, time.Time{})
 		w.msg = fmt.Sprintf("rotation %s aborted: active %s; %s stays until every token signed with it has expired and can be retired after %s (TTL %s, %s)",
 			st.RotationID, keyring.Kid(st.From), keyring.Kid(st.To), next.RetireAfter.UTC().Format(time.RFC3339), e.Config.TTL, e.Config.TTLSource)

@@ -16,6 +16,7 @@ const (
 	AnnoInterval   = Prefix + "rotation-interval"
 	AnnoConsumers  = Prefix + "consumers"
 	AnnoTTLPath    = Prefix + "ttl-values-path"
+	AnnoClockSkew  = Prefix + "clock-skew-seconds"
 )
 
 // Defaults, used only when nothing is configured.
@@ -26,6 +27,12 @@ const (
 	MinTTL          = 60 * time.Second
 	// MaxTTL is the longest token TTL accepted anywhere (flag, annotation, release value).
 	MaxTTL = 10 * 365 * 24 * time.Hour
+	// DefaultClockSkew is added to the TTL when a retirement time is computed: a verifier whose clock runs behind
+	// the signer's, or that allows some leeway on exp, accepts a token a little past exp. Five minutes is the
+	// leeway common JWT libraries and Kerberos allow; the Secret's clock-skew-seconds annotation changes it.
+	DefaultClockSkew = 5 * time.Minute
+	// MaxClockSkew bounds the margin: a day of skew is a broken clock, not a margin.
+	MaxClockSkew = 24 * time.Hour
 )
 
 // ParseTTL reads a token TTL as an operator writes it on a command line: whole seconds ("7776000"), days ("90d")
@@ -111,13 +118,17 @@ type Config struct {
 	IntervalSource  string
 	Consumers       []ConsumerRef // empty: discover them
 	ConsumersSource string
+	// ClockSkew is added to the TTL in every retirement time (RetireAfter).
+	ClockSkew       time.Duration
+	ClockSkewSource string
 }
 
 // ResolveConfig combines, in order of precedence: flags, the Secret's annotations, the release's values (TTL only,
 // at the path the Secret names or tokenTtlSeconds), then the defaults. A --ttl shorter than the configured TTL
 // is refused without --force and --reason: tokens signed with the old key would be rejected before they expire.
 func ResolveConfig(annotations map[string]string, values map[string]any, o Overrides) (Config, error) {
-	c := Config{TTL: DefaultTTL, TTLDefaulted: true, TTLSource: "NOT CONFIGURED (a rotation is refused: set the Secret annotation " + AnnoTTLSeconds + ", the release value at " + AnnoTTLPath + ", or --ttl)", Interval: DefaultInterval, IntervalSource: "default (90 days)", ConsumersSource: "discovered (pod templates that reference the Secret)"}
+	c := Config{TTL: DefaultTTL, TTLDefaulted: true, TTLSource: "NOT CONFIGURED (a rotation is refused: set the Secret annotation " + AnnoTTLSeconds + ", the release value at " + AnnoTTLPath + ", or --ttl)", Interval: DefaultInterval, IntervalSource: "default (90 days)", ConsumersSource: "discovered (pod templates that reference the Secret)",
+		ClockSkew: DefaultClockSkew, ClockSkewSource: "default (5 minutes)"}
 	configured, configuredSource := time.Duration(0), ""
 	if v, ok := annotations[AnnoTTLSeconds]; ok {
 		d, err := parseSeconds(v)
@@ -189,7 +200,23 @@ func ResolveConfig(annotations map[string]string, values map[string]any, o Overr
 	if len(o.Consumers) > 0 {
 		c.Consumers, c.ConsumersSource = o.Consumers, "flag --consumer"
 	}
+	if v, ok := annotations[AnnoClockSkew]; ok {
+		d, err := ParseClockSkew(v)
+		if err != nil {
+			return c, fmt.Errorf("annotation %s: %w", AnnoClockSkew, err)
+		}
+		c.ClockSkew, c.ClockSkewSource = d, "Secret annotation "+AnnoClockSkew
+	}
 	return c, nil
+}
+
+// ParseClockSkew reads the clock-skew margin of the Secret's annotation: whole seconds from 0 to MaxClockSkew.
+func ParseClockSkew(v string) (time.Duration, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 || n > int64(MaxClockSkew/time.Second) {
+		return 0, fmt.Errorf("%q is not a whole number of seconds between 0 and %d (a day)", v, int64(MaxClockSkew/time.Second))
+	}
+	return time.Duration(n) * time.Second, nil
 }
 
 // parseSeconds reads the TTL of an annotation or a release value: a whole number of seconds (a YAML number may

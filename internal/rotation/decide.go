@@ -7,9 +7,6 @@ import (
 
 // Timing rules, each written once: the engine, status, check, remind and the runbook's manual path use these.
 const (
-	// ClockSkewMargin is added to the TTL when the retirement time is computed: a verifier whose clock runs behind
-	// the signer's, or that allows some leeway on exp, accepts a token a little past exp.
-	ClockSkewMargin = 60 * time.Second
 	// OverdueGrace is how long past its time a retirement or the next rotation may wait before `check` calls it
 	// overdue (a scheduled run picks it up within a day).
 	OverdueGrace = 24 * time.Hour
@@ -18,10 +15,10 @@ const (
 )
 
 // RetireAfter is when tokens signed with the outgoing version have all expired: the moment no signer uses it any
-// more (the post-promotion rollout finished at rolledOut) plus the TTL plus the clock-skew margin, in whole
-// seconds rounded up (annotations store whole seconds: never early).
-func RetireAfter(rolledOut time.Time, ttl time.Duration) time.Time {
-	t := rolledOut.Add(ttl).Add(ClockSkewMargin)
+// more (the post-promotion rollout finished at rolledOut) plus the TTL plus the clock-skew margin (Config.ClockSkew),
+// in whole seconds rounded up (annotations store whole seconds: never early).
+func RetireAfter(rolledOut time.Time, ttl, clockSkew time.Duration) time.Time {
+	t := rolledOut.Add(ttl).Add(clockSkew)
 	if t.Truncate(time.Second).Equal(t) {
 		return t
 	}

@@ -70,6 +70,24 @@ func FuzzParseTTL(f *testing.F) {
 	})
 }
 
+// The clock-skew-seconds annotation is typed by hand: refused, or a margin from 0 to a day that resolves into the
+// Config unchanged (a bad one fails the whole configuration instead of falling back to the default).
+func FuzzParseClockSkew(f *testing.F) {
+	for _, s := range []string{"300", "0", "60", "86400", "86401", "-1", " 120 ", "5m", "1e3", "9223372036854775807", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d, err := ParseClockSkew(v)
+		if err == nil && (d < 0 || d > MaxClockSkew) {
+			t.Fatalf("ParseClockSkew(%q) = %s, outside [0, %s]", v, d, MaxClockSkew)
+		}
+		c, cerr := ResolveConfig(map[string]string{AnnoClockSkew: v, AnnoTTLSeconds: "3600"}, nil, Overrides{})
+		if (err == nil) != (cerr == nil) || err == nil && c.ClockSkew != d {
+			t.Fatalf("annotation %q: ParseClockSkew %s %v, ResolveConfig %s %v", v, d, err, c.ClockSkew, cerr)
+		}
+	})
+}
+
 // The rotation interval is typed by hand (--interval, the rotation-interval annotation): refused, or a positive
 // interval within ten years (200000d once overflowed into a negative interval).
 func FuzzParseInterval(f *testing.F) {

@@ -178,8 +178,8 @@ func TestResolveConfigPrecedence(t *testing.T) {
 func TestNextRotationDueAndOverdue(t *testing.T) {
 	ttl := 90 * 24 * time.Hour
 	promoted := t0
-	waiting := State{Phase: Waiting, RotationID: "r", From: 1, To: 2, PromotedAt: promoted, RetireAfter: RetireAfter(promoted.Add(time.Minute), ttl)}
-	if got, want := waiting.RetireAfter, promoted.Add(time.Minute+ttl+ClockSkewMargin); !got.Equal(want) {
+	waiting := State{Phase: Waiting, RotationID: "r", From: 1, To: 2, PromotedAt: promoted, RetireAfter: RetireAfter(promoted.Add(time.Minute), ttl, DefaultClockSkew)}
+	if got, want := waiting.RetireAfter, promoted.Add(time.Minute+ttl+DefaultClockSkew); !got.Equal(want) {
 		t.Fatalf("retire-after %s, want %s (TTL + clock-skew margin)", got, want)
 	}
 	due := NextRotationDue(waiting, ttl, time.Time{})
@@ -199,11 +199,11 @@ func TestNextRotationDueAndOverdue(t *testing.T) {
 	if d := NextRotationDue(idle, ttl, late); !d.Equal(late.Add(OverdueGrace)) {
 		t.Fatalf("a late finish gives a day: %s", d)
 	}
-	short := NextRotationDue(State{PromotedAt: promoted, RetireAfter: RetireAfter(promoted, time.Hour)}, 90*24*time.Hour, time.Time{})
+	short := NextRotationDue(State{PromotedAt: promoted, RetireAfter: RetireAfter(promoted, time.Hour, DefaultClockSkew)}, 90*24*time.Hour, time.Time{})
 	if !short.Equal(promoted.Add(90 * 24 * time.Hour)) {
 		t.Fatalf("with a short TTL the interval decides: %s", short)
 	}
-	if got := RetireAfter(t0.Add(300*time.Millisecond), time.Minute); !got.Equal(t0.Add(2*time.Minute + time.Second)) {
+	if got := RetireAfter(t0.Add(300*time.Millisecond), time.Minute, time.Minute); !got.Equal(t0.Add(2*time.Minute + time.Second)) {
 		t.Fatalf("retire-after rounds up to whole seconds: %s", got)
 	}
 }

@@ -115,6 +115,17 @@ func readySince(node *corev1.Node, now metav1.Time) metav1.Time {
 	return now
 }
 
+// ShortMarginValues set the library's clock-skew margin to 60 s: with the test cluster's 60 s TTL a rotation then
+// finishes in minutes (the product default, 300 s, would add four more to every wait). The plain fixture chart
+// takes the same margin as PlainShortMarginValues.
+func ShortMarginValues() []string { return []string{"--set", "rotate-key.clockSkewSeconds=60"} }
+
+// PlainShortMarginValues is ShortMarginValues for the fixture chart without the library (runbook-plain): the margin
+// as the keyring Secret's annotation, which the plugin and the runbook read.
+func PlainShortMarginValues() []string {
+	return []string{"--set-string", `keyringAnnotations.rotate-key\.tracebloc\.io/clock-skew-seconds=60`}
+}
+
 // RunnerValues are the helm flags that place the rotate-key library's Jobs (hook Jobs and CronJob) on the runner
 // node, where they are executed for real; the application's own pods stay on the kwok nodes.
 func RunnerValues() []string {

@@ -61,7 +61,7 @@ func apiBudgets(ctx context.Context, env *clusterEnv, r *report) error {
 	if err != nil {
 		return err
 	}
-	if _, out, err := helmRun(ctx, h, "-n", toolNS, "install", "app", chart, "--set", "tokenTtlSeconds=60", "--set", "rotate-key.rotation.hooks=false", "--wait", "--timeout", "2m"); err != nil {
+	if _, out, err := helmRun(ctx, h, "-n", toolNS, "install", "app", chart, "--set", "tokenTtlSeconds=60", "--set", "rotate-key.rotation.hooks=false", "--set", "rotate-key.clockSkewSeconds=60", "--wait", "--timeout", "2m"); err != nil {
 		return fmt.Errorf("%w\n%s", err, tailString(out, 600))
 	}
 	plugin := func(args ...string) (string, int, error) {
@@ -163,7 +163,7 @@ func manualRotation(ctx context.Context, env *clusterEnv, counter *testcluster.A
 	const release = "requests-proxy"
 	h := env.helms[0]
 	chart := filepath.Join(env.cluster.Root, "charts", "example-app")
-	if _, out, err := helmRun(ctx, h, "-n", ns, "install", release, chart, "--set", "tokenTtlSeconds=60", "--set", "rotate-key.rotation.hooks=false", "--wait", "--timeout", "2m"); err != nil {
+	if _, out, err := helmRun(ctx, h, "-n", ns, "install", release, chart, "--set", "tokenTtlSeconds=60", "--set", "rotate-key.rotation.hooks=false", "--set", "rotate-key.clockSkewSeconds=60", "--wait", "--timeout", "2m"); err != nil {
 		return nil, 0, fmt.Errorf("%w\n%s", err, tailString(out, 600))
 	}
 	log := filepath.Join(dir, "kubectl-v6.log")

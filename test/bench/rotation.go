@@ -252,7 +252,7 @@ func startRotation(ctx context.Context, env *clusterEnv, h *testcluster.Helm) (*
 		return nil, err
 	}
 	chart := filepath.Join(env.cluster.Root, "charts", "example-app")
-	install := append([]string{"-n", ns, "install", "app", chart, "--set", fmt.Sprintf("tokenTtlSeconds=%d", rotationTTL), "--wait", "--timeout", "2m"}, testcluster.RunnerValues()...)
+	install := append(append([]string{"-n", ns, "install", "app", chart, "--set", fmt.Sprintf("tokenTtlSeconds=%d", rotationTTL), "--wait", "--timeout", "2m"}, testcluster.RunnerValues()...), testcluster.ShortMarginValues()...)
 	if _, out, err := helmRun(ctx, h, install...); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, tailString(out, 600))
 	}

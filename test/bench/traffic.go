@@ -26,7 +26,7 @@ func trafficDuringRotation(ctx context.Context, env *clusterEnv, r *report) erro
 	}
 	chart := filepath.Join(env.cluster.Root, "charts", "example-app")
 	install := append(append([]string{"-n", ns, "install", "app", chart, "--set", fmt.Sprintf("tokenTtlSeconds=%d", rotationTTL), "--wait", "--timeout", "2m"},
-		testcluster.RunnerValues()...), testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "volume"}.Values()...)
+		append(testcluster.RunnerValues(), testcluster.ShortMarginValues()...)...), testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "volume"}.Values()...)
 	if _, out, err := helmRun(ctx, h, install...); err != nil {
 		return fmt.Errorf("%w\n%s", err, tailString(out, 600))
 	}

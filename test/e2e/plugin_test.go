@@ -22,7 +22,7 @@ func exampleChart() string { return filepath.Join(cluster.Root, "charts", "examp
 // installExample installs the example chart as release name, with its rotate-key Jobs placed on the runner node
 // (so that every later upgrade runs its hook Jobs for real).
 func installExample(ctx context.Context, h *testcluster.Helm, ns, name string, args ...string) (string, error) {
-	return h.Run(ctx, append(append([]string{"-n", ns, "install", name, exampleChart()}, testcluster.RunnerValues()...), args...)...)
+	return h.Run(ctx, append(append(append([]string{"-n", ns, "install", name, exampleChart()}, testcluster.RunnerValues()...), testcluster.ShortMarginValues()...), args...)...)
 }
 
 // hookJobLogs is the output of every rotate-key Job pod the runner executed in ns, in pod-name order.

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
 )
 
 // TestRetiredKeyComesBack (issue 15.2) on a third-party-style chart that renders a fresh v1 whenever the live
@@ -37,7 +38,7 @@ func TestRetiredKeyComesBack(t *testing.T) {
 				}
 				return keyring.DataKeys(s.Data)
 			}
-			if out, err := h.Run(ctx, "-n", ns, "install", "app", runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--set", "generateMissingV1=true", "--wait", "--timeout", "2m"); err != nil {
+			if out, err := h.Run(ctx, append([]string{"-n", ns, "install", "app", runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--set", "generateMissingV1=true", "--wait", "--timeout", "2m"}, testcluster.PlainShortMarginValues()...)...); err != nil {
 				t.Fatalf("install: %v\n%s", err, out)
 			}
 			if out, err := plugin("app", "--local", "--yes"); exitCode(err) != 3 {

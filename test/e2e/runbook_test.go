@@ -152,7 +152,7 @@ func newRunbookPass(t *testing.T, rb *testcluster.Runbook, spec runbookPassSpec)
 	case "b":
 		p.secret = p.release + "-requests-proxy-keys"
 		p.signer, p.verifier = map[string]string{"app": p.release + "-jobs-manager"}, map[string]string{"app": p.release + "-requests-proxy"}
-		args := []string{"-n", p.ns, "install", p.release, runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--wait", "--timeout", "2m"}
+		args := append([]string{"-n", p.ns, "install", p.release, runbookChart("runbook-plain"), "--set", "requestsProxy.tokenTtlSeconds=60", "--wait", "--timeout", "2m"}, testcluster.PlainShortMarginValues()...)
 		if spec.tokenApp { // the fixture mounts the keys as a volume, for both
 			args = append(args, testcluster.TokenApp{SignerKeys: "volume", VerifierKeys: "volume", Naming: "vN", Env: []corev1.EnvVar{{Name: "TOKEN_TTL_SECONDS", Value: "60"}}}.Values()...)
 		}

@@ -41,6 +41,7 @@ metadata:
     helm.sh/resource-policy: keep
     rotate-key.tracebloc.io/ttl-seconds: {{ include "rotate-key.ttlSeconds" . | quote }}
     rotate-key.tracebloc.io/rotation-interval: {{ $v.rotationInterval | quote }}
+    rotate-key.tracebloc.io/clock-skew-seconds: {{ $v.clockSkewSeconds | int | quote }}
     {{- with include "rotate-key.consumers" . }}
     rotate-key.tracebloc.io/consumers: {{ . | quote }}
     {{- end }}

@@ -124,10 +124,11 @@ func runDemo(ctx context.Context, c *testcluster.Cluster, h3, h4 *testcluster.He
 		}
 		return nil
 	}
-	// A real TTL of 60 s (the chart's minimum) keeps the demo short; production charts keep 90 days. The example
-	// chart has the rotation hook Jobs, so `helm rotate-key` rotates through them (an upgrade with the release's
-	// own chart and values); the Jobs run on the runner node, which executes their pods for real.
-	install := append([]string{"-n", ns, "install", "demo", chart, "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"}, testcluster.RunnerValues()...)
+	// A real TTL of 60 s (the chart's minimum) and a 60 s clock-skew margin keep the demo short; production charts
+	// keep 90 days and 5 minutes. The example chart has the rotation hook Jobs, so `helm rotate-key` rotates through
+	// them (an upgrade with the release's own chart and values); the Jobs run on the runner node, which executes
+	// their pods for real.
+	install := append(append([]string{"-n", ns, "install", "demo", chart, "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"}, testcluster.RunnerValues()...), testcluster.ShortMarginValues()...)
 	if err := run(
 		cmd{h4, install, 0},
 		cmd{h3, []string{"plugin", "list"}, 0},
