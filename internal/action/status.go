@@ -130,6 +130,9 @@ func (a *Status) Run(ctx context.Context, c *Config) (StatusReport, error) {
 	}
 	d := rotation.Next(st, now, true, false)
 	report.NextStep, report.NextStepReason = string(d.Step), d.Reason
+	if obs.keyringErr != nil { // no step runs on a broken keyring: "nothing" would read as all is well (round 21)
+		report.NextStep, report.NextStepReason = "repair", "the keyring breaks a rule (PROBLEM above), and no rotation step runs until it is fixed. A lost key version: put its bytes back (the runbook's block REPAIR restores them from Helm's release records, or from a backup); never generate a new key under its name"
+	}
 	if l, err := rotation.ParseLease(secret.Annotations[rotation.AnnoLease]); err == nil && l != nil {
 		report.Lock = fmt.Sprintf("%s, renewed %s ago", l.Holder, now.Sub(l.Renewed).Round(time.Second))
 	}

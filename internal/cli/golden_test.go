@@ -186,6 +186,10 @@ func cases() []cmdCase {
 	other := actiontest.Keyring("billing-keys", 3, 2, map[string]string{rotation.AnnoPhase: "Idle", rotation.AnnoSchema: "1"})
 	other.Namespace = "billing"
 	pendingRollback := actiontest.Release("app", 3, "pending-rollback", map[string]any{"tokenTtlSeconds": 3600})
+	// Round 21: a rotation aborted before its promotion, then the active v1 deleted by hand.
+	activeLost := keyring(2, 1, &rotation.State{Phase: rotation.Idle, RotationID: "r1", From: 1, To: 2, StartedAt: now.Add(-2 * time.Hour), FinishedAt: now.Add(-time.Hour)})
+	delete(activeLost.Data, "key.v1")
+	delete(activeLost.Data, "key.v2")
 	return []cmdCase{
 		// status
 		{name: "status-idle", args: []string{"status", "app"}, objects: []runtime.Object{keyring(1, 0, nil), release(1, nil), consumer("app-requests-proxy")}},
@@ -193,6 +197,7 @@ func cases() []cmdCase {
 		{name: "status-waiting-json", args: []string{"status", "app", "-o", "json"}, objects: []runtime.Object{keyring(2, 0, waiting(later)), release(2, nil)}},
 		{name: "status-not-found", args: []string{"status", "app"}, objects: []runtime.Object{release(1, nil)}},
 		{name: "status-garbled-state", args: []string{"status", "app"}, objects: []runtime.Object{garbled}},
+		{name: "status-active-key-lost", args: []string{"status", "app"}, objects: []runtime.Object{activeLost, release(2, nil)}},
 		{name: "status-fleet", args: []string{"status", "-A"}, objects: []runtime.Object{keyring(2, 0, waiting(later)), other}},
 		{name: "status-bad-output", args: []string{"status", "app", "-o", "xml"}, code: exitcode.Usage},
 		{name: "status-fleet-with-release", args: []string{"status", "-A", "app"}, code: exitcode.Usage},

@@ -332,9 +332,10 @@ func (p *runbookPass) preparation(t *testing.T) {
 // partA: the plugin's path, block by block in the text's order; the rehearsal's wait is block B4.
 func partA(t *testing.T, p *runbookPass) {
 	p.preparation(t)
+	p.helmRunning(t)
 	for _, b := range p.sectionBlocks("Part A") {
 		if b.ID == "A5" {
-			p.outgoingKeyDeleted(t, "key.v1", 0)
+			p.keyDeletedAndRestored(t, "key.v1", 0)
 			p.pasteID(t, "B4", 0)
 		}
 		p.paste(t, b, b.Exit)
@@ -372,6 +373,27 @@ func partA(t *testing.T, p *runbookPass) {
 	}
 }
 
+// helmRunning (round 21): while a helm upgrade runs (Part A's hook path), its revision is pending-upgrade and its
+// hook Jobs move the rotation on; Where am I? called it stuck and named a block by the half-way phase. A fresh
+// pending revision now reads as running, and the next step is to wait. Emulated with a record Secret carrying only
+// Helm's labels (what Where am I? reads), deleted at once.
+func (p *runbookPass) helmRunning(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	rec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sh.helm.release.v1." + p.release + ".v99", Namespace: p.ns,
+		Labels: map[string]string{"owner": "helm", "name": p.release, "status": "pending-upgrade", "version": "99"}}, Type: "helm.sh/release.v1"}
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Create(ctx, rec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	where := p.pasteID(t, "WHERE", 0)
+	if err := cluster.Client.CoreV1().Secrets(p.ns).Delete(ctx, rec.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(where, "a helm upgrade is most likely running now") || !strings.Contains(where, "next:    wait until that helm upgrade has ended") || strings.Contains(where, "is stuck") {
+		t.Fatalf("Where am I? must read a fresh pending-upgrade as a helm still running, and say to wait:\n%s", where)
+	}
+}
+
 // keyringDigest is the keyring's data keys and a digest of their bytes.
 func (p *runbookPass) keyringDigest(t *testing.T) string {
 	t.Helper()
@@ -382,11 +404,11 @@ func (p *runbookPass) keyringDigest(t *testing.T) string {
 	return dataDigest(s.Data)
 }
 
-// outgoingKeyDeleted (round 20's blocker): the outgoing key of a rotation after its promotion (round 20: while it
-// waits for its TTL) deleted by hand. REPAIR printed a helm rollback to a record from before the promotion, which also set 'active' back: the
+// keyDeletedAndRestored: a needed key deleted by hand — round 20's blocker: the outgoing key of a rotation after its
+// promotion (round 20: while it waits for its TTL); round 21's: the active key after an abort before the promotion. REPAIR printed a helm rollback to a record from before the promotion, which also set 'active' back: the
 // chart's guard refused it on Helm 3 (release left pending-rollback) and Helm 4's server-side apply conflicted on
 // .data.active. REPAIR now puts the bytes back itself, moving nothing else, and writes no Helm revision.
-func (p *runbookPass) outgoingKeyDeleted(t *testing.T, outgoing string, record int) {
+func (p *runbookPass) keyDeletedAndRestored(t *testing.T, outgoing string, record int) {
 	t.Helper()
 	before := p.keyringDigest(t)
 	p.handEdit(t, fmt.Sprintf(`{"data":{%q:null}}`, outgoing))
@@ -492,6 +514,9 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 		t.Fatalf("ABORT-BEFORE must end the rotation:\n%s", out)
 	}
 	p.expectKeyring(t, "active,key.v1", 1, rotation.Idle)
+	// Round 21: then the active key deleted by hand. With no promoted-at in the state every block, REPAIR too, said
+	// "the keyring's data and its rotation state disagree: escalate"; v1 stayed active, so it is needed and restored.
+	p.keyDeletedAndRestored(t, "key.v1", 0)
 	// A bare pod that reads the keyring: no block restarts it, so B3 must not promote while it runs with old keys.
 	// It tolerates every taint: on a loaded machine a kwok node can miss heartbeats, and the node lifecycle
 	// controller then evicts a bare pod at once (a CI run on 2 busy cores lost it, and B3 rightly promoted).
@@ -677,7 +702,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
 	p.pasteID(t, "EMERGENCY-A", 0) // the same command pasted again: nothing more happens
 	p.expectKeyring(t, "active,v3", 3, rotation.Idle)
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "may still hold the leaked keys: block PRUNE") {
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "may still hold the leaked keys: block PRUNE") || !strings.Contains(where, "next:    block PRUNE") {
 		t.Fatalf("after an emergency Where am I? must remind of the leaked keys in Helm's release records:\n%s", where)
 	}
 
@@ -774,10 +799,14 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	// "escalate"; round 20: the rollback it then named also set 'active' back and was refused): revision 5 renders v3
 	// with its bytes, and REPAIR puts them back alone. 'active' never moved, so retire-after stays. (Before B2, not in
 	// the TTL wait: with a 60 s TTL a loaded machine could reach retire-after first, after which v3 is no loss.)
-	p.outgoingKeyDeleted(t, "v3", 5)
+	p.keyDeletedAndRestored(t, "v3", 5)
 	if after := p.expectKeyring(t, "active,v1,v3,v5", 5, rotation.Promoted); !after.RetireAfter.Equal(before.RetireAfter) {
 		t.Fatalf("a restore that moved no 'active' must leave retire-after: %s, before %s", after.RetireAfter, before.RetireAfter)
 	}
+	// Round 21: v3 and the active v5 deleted together. Only v3 is in a record: REPAIR restored nothing and called
+	// both "only in a backup". It now restores v3, names v5 as the one to bring from a backup, and once the operator
+	// has (the test plays the backup), Where am I? sends to RESTART.
+	p.lostWithAndWithoutRecord(t, "v3", 5, "v5")
 	p.pasteID(t, "B2", 0)
 	p.follow(t, "B4")
 	p.expectKeyring(t, "active,v1,v5", 5, rotation.Idle)
@@ -848,6 +877,36 @@ func (p *runbookPass) emergencyByHand(t *testing.T, reason, added string) {
 	if out := p.pasteID(t, "EMERGENCY-B", 0); !strings.Contains(out, "added "+added) {
 		t.Fatalf("EMERGENCY-B for %q must add %s:\n%s", reason, added, out)
 	}
+}
+
+// lostWithAndWithoutRecord deletes version restorable (rendered by revision record) and version backedUp (in no
+// record) together: REPAIR must restore the first, byte for byte, and name the second as only in a backup; the
+// test then puts it back as an operator would from a backup, and RESTART follows.
+func (p *runbookPass) lostWithAndWithoutRecord(t *testing.T, restorable string, record int, backedUp string) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := cluster.Client.CoreV1().Secrets(p.ns).Get(ctx, p.secret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, backup := dataDigest(s.Data), base64.StdEncoding.EncodeToString(s.Data[backedUp])
+	p.handEdit(t, fmt.Sprintf(`{"data":{%q:null,%q:null}}`, restorable, backedUp))
+	out := p.pasteID(t, "REPAIR", 0)
+	if !strings.Contains(out, fmt.Sprintf("restored %s with the bytes of revision %d's release record", restorable, record)) ||
+		!strings.Contains(out, "renders "+backedUp+" beside") || !strings.Contains(out, "Once "+backedUp+" is back") {
+		t.Fatalf("REPAIR must restore %s from revision %d and name %s as only in a backup:\n%s", restorable, record, backedUp, out)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, backedUp+", which live tokens were signed with") || !strings.Contains(where, "next:    block REPAIR") {
+		t.Fatalf("Where am I? must still lead with %s:\n%s", backedUp, where)
+	}
+	p.handEdit(t, fmt.Sprintf(`{"data":{%q:%q}}`, backedUp, backup)) // from the backup
+	if after := p.keyringDigest(t); after != before {
+		t.Fatalf("the keyring after the restore and the backup differs:\nbefore %s\nafter  %s", before, after)
+	}
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "is GONE") || !strings.Contains(where, "next:    block RESTART") {
+		t.Fatalf("with both back the consumers must restart:\n%s", where)
+	}
+	restart(t, p)
 }
 
 // restoreFromRecord pastes REPAIR for the lost version lost and checks that it put the bytes back itself from
