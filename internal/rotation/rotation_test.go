@@ -296,3 +296,32 @@ func TestRetiredMark(t *testing.T) {
 		}
 	}
 }
+
+// The clock-skew margin is whole seconds from the annotation, 5 minutes without one, and lands in retire-after as
+// given (the sixth attack on the traffic instrument: a margin read in milliseconds passed every unit test).
+func TestClockSkewMargin(t *testing.T) {
+	for _, c := range []struct {
+		anno string
+		want time.Duration
+	}{{"", DefaultClockSkew}, {"90", 90 * time.Second}, {"0", 0}, {"86400", 24 * time.Hour}} {
+		annotations := map[string]string{AnnoTTLSeconds: "3600"}
+		if c.anno != "" {
+			annotations[AnnoClockSkew] = c.anno
+		}
+		cfg, err := ResolveConfig(annotations, nil, Overrides{})
+		if err != nil || cfg.ClockSkew != c.want {
+			t.Fatalf("annotation %q: margin %s (%v), want %s", c.anno, cfg.ClockSkew, err, c.want)
+		}
+		if got, want := RetireAfter(t0, cfg.TTL, cfg.ClockSkew), t0.Add(time.Hour+c.want); !got.Equal(want) {
+			t.Fatalf("annotation %q: retire-after %s, want %s", c.anno, got, want)
+		}
+	}
+	if DefaultClockSkew < 5*time.Minute {
+		t.Fatalf("the default margin %s is below 5 minutes", DefaultClockSkew)
+	}
+	for _, bad := range []string{"-1", "86401", "5m", "1.5", "x"} {
+		if _, err := ResolveConfig(map[string]string{AnnoTTLSeconds: "3600", AnnoClockSkew: bad}, nil, Overrides{}); err == nil || !strings.Contains(err.Error(), AnnoClockSkew) {
+			t.Fatalf("annotation %q must be refused, naming it: %v", bad, err)
+		}
+	}
+}

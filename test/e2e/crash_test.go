@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -198,8 +199,14 @@ func retireDue(t *testing.T, ns string) { retireDueOf(t, ns, "app-requests-proxy
 // an hour, and an earlier retire-after alone reads as a hand edit).
 func retireDueOf(t *testing.T, ns, secret, ttlUsed string) {
 	t.Helper()
+	retireDueWith(t, cluster.Client, ns, secret, ttlUsed)
+}
+
+// retireDueWith is retireDueOf as client c (under the admission policy only a rotator may write the state).
+func retireDueWith(t *testing.T, c kubernetes.Interface, ns, secret, ttlUsed string) {
+	t.Helper()
 	ctx := context.Background()
-	s, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
+	s, err := c.CoreV1().Secrets(ns).Get(ctx, secret, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +215,7 @@ func retireDueOf(t *testing.T, ns, secret, ttlUsed string) {
 	}
 	s.Annotations[rotation.AnnoPromotedAt] = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	s.Annotations[rotation.AnnoRetireAfter] = time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
-	if _, err := cluster.Client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+	if _, err := c.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,9 +10,13 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -60,6 +64,7 @@ func TestAdmissionPolicy(t *testing.T) {
 	if _, err := cluster.Client.CoreV1().Secrets(ns).Update(ctx, noKeep, metav1.UpdateOptions{}); err == nil || !strings.Contains(err.Error(), "keep annotation") {
 		t.Fatalf("an update that drops the keep annotation must be denied: %v", err)
 	}
+	policyBypasses(t, ns, s)
 
 	// helm template renders fresh keys (lookup returns nothing): kubectl apply of it must be denied.
 	rendered, _, err := h.RunSplit(ctx, "template", "app", exampleChart(), "--namespace", ns)
@@ -78,7 +83,7 @@ func TestAdmissionPolicy(t *testing.T) {
 	}
 	apply := exec.Command(cluster.Tools.Kubectl, "--kubeconfig", cluster.Kubeconfig, "-n", ns, "apply", "-f", manifest)
 	applyOut, applyErr := apply.CombinedOutput()
-	if applyErr == nil || !strings.Contains(string(applyOut), "removes a key version") {
+	if applyErr == nil || !strings.Contains(string(applyOut), "removes a key version") && !strings.Contains(string(applyOut), "changes the bytes of a key version") {
 		t.Fatalf("helm template | kubectl apply must be denied for the keyring Secret (exit %d):\n%s", exitCode(applyErr), redactKeys(string(applyOut)))
 	}
 	after, _, _ := secretState(t, ns)
@@ -86,14 +91,33 @@ func TestAdmissionPolicy(t *testing.T) {
 		t.Fatalf("the keyring changed under the policy: %v", after)
 	}
 
-	// The retirement by the rotation ServiceAccount passes (the TTL made due, as the passing of time would).
-	retireDue(t, ns)
+	// The retirement by the rotation ServiceAccount passes (the TTL made due, as the passing of time would: written
+	// as the ServiceAccount, since the policy lets only a rotator write the state).
+	retireDueWith(t, impersonating(t, "system:serviceaccount:"+ns+":app-rotate-key"), ns, "app-requests-proxy-admin", "")
 	if out, err := h.Run(ctx, "-n", ns, "upgrade", "app", exampleChart(), "--reuse-values"); err != nil {
 		t.Fatalf("the retirement through the hook Jobs under the policy: %v\n%s", err, out)
 	}
 	keys, active, st := secretState(t, ns)
 	if fmt.Sprint(keys) != "[key.v2]" || active != "v2" || st.Phase != rotation.Idle {
 		t.Fatalf("after the retirement: keys %v active %s phase %s", keys, active, st.Phase)
+	}
+	// Issue 15.9: that upgrade's guard Job ran as the guard's own ServiceAccount, which can read the keyring and
+	// nothing more.
+	job, err := cluster.Client.BatchV1().Jobs(ns).Get(ctx, "app-rotate-key-guard-upgrade", metav1.GetOptions{})
+	if err != nil || job.Spec.Template.Spec.ServiceAccountName != "app-rotate-key-guard" {
+		t.Fatalf("the guard Job must run as app-rotate-key-guard: %v %v", err, job.Spec.Template.Spec.ServiceAccountName)
+	}
+	guard := impersonating(t, "system:serviceaccount:"+ns+":app-rotate-key-guard")
+	ks, err := guard.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the guard's ServiceAccount must read the keyring: %v", err)
+	}
+	ks.Annotations["x"] = "y"
+	if _, err := guard.CoreV1().Secrets(ns).Update(ctx, ks, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the guard's ServiceAccount must not write the keyring: %v", err)
+	}
+	if _, err := guard.AppsV1().Deployments(ns).Patch(ctx, "app-jobs-manager", types.MergePatchType, []byte(`{"metadata":{"annotations":{"x":"y"}}}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the guard's ServiceAccount must not patch a workload: %v", err)
 	}
 
 	// Issue 15.3: status names the layers that protect the keyring.
@@ -128,6 +152,68 @@ func TestAdmissionPolicy(t *testing.T) {
 		t.Fatalf("deleting the namespace did not complete under the policy: %v", err)
 	}
 	t.Logf("policy: DELETE, a dropped key, a dropped keep annotation and helm template | kubectl apply denied; rotation and retirement by the ServiceAccount passed; namespace deleted in %s", time.Since(began).Round(time.Second))
+}
+
+// policyBypasses (issue 15.7): the ways around the first policy, each denied now. As a user who is no rotator: a
+// forged rotation state (phase Waiting with a past retire-after: the next run would retire v1 early), a moved
+// `active`, an owner (deleting it would make the exempt garbage collector delete the keyring). As the rotation's
+// ServiceAccount, which anyone who can create pods in the namespace can use: a rewritten key, a deletion, an owner.
+// What stays allowed (server-side dry runs): a configuration annotation by a user, a state write by the ServiceAccount.
+func policyBypasses(t *testing.T, ns string, s *corev1.Secret) {
+	t.Helper()
+	ctx := context.Background()
+	sa := impersonating(t, "system:serviceaccount:"+ns+":app-rotate-key")
+	dry := metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}}
+	update := func(c kubernetes.Interface, change func(*corev1.Secret)) error {
+		x := s.DeepCopy()
+		change(x)
+		_, err := c.CoreV1().Secrets(ns).Update(ctx, x, dry)
+		return err
+	}
+	owner := func(x *corev1.Secret) {
+		x.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "app-settings", UID: "0b4d0b4d-0000-4000-8000-000000000000"}}
+	}
+	for _, c := range []struct {
+		name   string
+		client kubernetes.Interface
+		change func(*corev1.Secret)
+		denied string // "" : allowed
+	}{
+		{"a user forges the state (past retire-after)", cluster.Client, func(x *corev1.Secret) { x.Annotations[rotation.AnnoRetireAfter] = "2020-01-01T00:00:00Z" }, "writes the rotation state"},
+		{"a user adds a state annotation", cluster.Client, func(x *corev1.Secret) { x.Annotations[rotation.AnnoRetiredAt] = "2020-01-01T00:00:00Z" }, "writes the rotation state"},
+		{"a user removes the state", cluster.Client, func(x *corev1.Secret) { delete(x.Annotations, rotation.AnnoPhase) }, "writes the rotation state"},
+		{"a user moves active", cluster.Client, func(x *corev1.Secret) { x.Data["active"] = []byte("v1") }, "moves or removes `active`"},
+		{"a user sets an owner", cluster.Client, owner, "gives keyring Secret"},
+		{"the ServiceAccount rewrites a key", sa, func(x *corev1.Secret) { x.Data["key.v1"] = append([]byte{}, x.Data["key.v2"]...) }, "changes the bytes of a key version"},
+		{"the ServiceAccount sets an owner", sa, owner, "gives keyring Secret"},
+		{"a user changes a configuration annotation", cluster.Client, func(x *corev1.Secret) { x.Annotations[rotation.AnnoInterval] = "30d" }, ""},
+		{"the ServiceAccount writes the state", sa, func(x *corev1.Secret) { x.Annotations[rotation.AnnoRetireAfter] = "2030-01-01T00:00:00Z" }, ""},
+	} {
+		err := update(c.client, c.change)
+		switch {
+		case c.denied == "" && err != nil:
+			t.Errorf("%s must be allowed: %v", c.name, err)
+		case c.denied != "" && (err == nil || !strings.Contains(err.Error(), c.denied)):
+			t.Errorf("%s must be denied (%q): %v", c.name, c.denied, err)
+		}
+	}
+	// Deleting: its Role has no delete verb, so RBAC refuses before the policy is asked (the policy's DELETE rule
+	// holds for every rotator: TestAdmissionPolicy's first check).
+	if err := sa.CoreV1().Secrets(ns).Delete(ctx, s.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); err == nil || !apierrors.IsForbidden(err) {
+		t.Errorf("the ServiceAccount deleting the keyring must be refused: %v", err)
+	}
+}
+
+// impersonating is a client of the test cluster acting as user.
+func impersonating(t *testing.T, user string) kubernetes.Interface {
+	t.Helper()
+	cfg := rest.CopyConfig(cluster.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // redactKeys removes data lines from kubectl's output before it is printed.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,7 @@ type secretSeen struct {
 	seq    int
 	keys   []string
 	active string
+	at     time.Time // when the watch delivered it (the write happened by then)
 }
 
 type podSeen struct {
@@ -65,7 +67,7 @@ func watchNamespace(ctx context.Context, t *testing.T, ns, secret string) *recor
 				continue
 			}
 			r.mu.Lock()
-			seen := secretSeen{seq: r.next(), active: string(s.Data["active"])}
+			seen := secretSeen{seq: r.next(), active: string(s.Data["active"]), at: time.Now()}
 			for k, v := range s.Data {
 				if k != "active" {
 					seen.keys = append(seen.keys, k)
@@ -128,9 +130,16 @@ func assertRetireAfterOutlivesOldPods(t *testing.T, ns string, rec *recorder, pr
 	if lastPod == "" {
 		t.Fatal("no pod that ran at the promotion was seen deleted")
 	}
-	if floor := last.Add(60 * time.Second); st.RetireAfter.Before(floor) {
-		t.Errorf("retire-after %s is before %s: pod %s ran when active moved, could sign with %s until it was deleted at %s, and its tokens live 60 s",
-			st.RetireAfter.Format(time.RFC3339), floor.Format(time.RFC3339), lastPod, outgoing, last.Format(time.RFC3339))
+	// TTL + the clock-skew margin, both read here from the Secret (the sixth attack on the instrument: a margin
+	// the plugin parsed in milliseconds passed every path but the hook path's), less 5 s for the watch's lag.
+	ttl, err1 := strconv.Atoi(s.Annotations[rotation.AnnoTTLSeconds])
+	margin, err2 := strconv.Atoi(s.Annotations[rotation.AnnoClockSkew])
+	if err1 != nil || err2 != nil {
+		t.Fatalf("the keyring's TTL and margin annotations: %q %q", s.Annotations[rotation.AnnoTTLSeconds], s.Annotations[rotation.AnnoClockSkew])
+	}
+	if floor := last.Add(time.Duration(ttl+margin-5) * time.Second); st.RetireAfter.Before(floor) {
+		t.Errorf("retire-after %s is before %s: pod %s ran when active moved, could sign with %s until it was deleted at %s, and its tokens live %d s + the %d s margin",
+			st.RetireAfter.Format(time.RFC3339), floor.Format(time.RFC3339), lastPod, outgoing, last.Format(time.RFC3339), ttl, margin)
 	}
 }
 
@@ -198,14 +207,20 @@ func (r *recorder) survivors(set map[types.UID]bool, seq int) []string {
 }
 
 func (r *recorder) firstSecret(f func(secretSeen) bool) int {
+	s, _ := r.firstSecretSeen(f)
+	return s.seq
+}
+
+// firstSecretSeen is the first keyring state f accepts, and whether there was one.
+func (r *recorder) firstSecretSeen(f func(secretSeen) bool) (secretSeen, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.secrets {
 		if f(s) {
-			return s.seq
+			return s, true
 		}
 	}
-	return 0
+	return secretSeen{}, false
 }
 
 func has(keys []string, k string) bool {

@@ -219,6 +219,8 @@ func TestTrafficCronJob(t *testing.T) {
 					if left := rec.survivors(preAdd, promoted); promoted == 0 || len(preAdd) == 0 || len(left) != 0 {
 						t.Errorf("promoted at event %d; of the %d pods from before the add, these were still running then: %v", promoted, len(preAdd), left)
 					}
+					// The sixth attack: the CronJob's retire-after was checked by the traffic alone.
+					assertRetireAfterOutlivesOldPods(t, ns, rec, promoted, "v1")
 					time.Sleep(time.Until(st.RetireAfter) + time.Second)
 				}
 			}
@@ -234,7 +236,14 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 	t.Parallel()
 	t.Run("emergency-in-waiting", func(t *testing.T) {
 		ctx := context.Background()
-		h, ns, run := trafficSubtest(t, 300*time.Second, 4, "traffic-emergency", testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "volume"}, true)
+		// Both read their keys from env at start (the sixth attack: with volume verifiers only, a verifier that kept
+		// the leaked keys in memory was never met).
+		h, ns, run := trafficSubtest(t, 300*time.Second, 4, "traffic-emergency", testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "env"}, true)
+		// The leaked keys as an attacker holds them (read here, never printed): forged tokens must be refused after.
+		leaked, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		// The order on the pods: v3 is promoted only once every pod from before its add is gone (an env-fed
 		// verifier that never read v3 refuses its tokens; the traffic may not meet it before it is replaced).
 		watch, stopWatch := context.WithCancel(ctx)
@@ -255,6 +264,28 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		}
 		if keys, active, st := secretState(t, ns); fmt.Sprint(keys) != "[key.v3]" || active != "v3" || st.Phase != rotation.Idle {
 			t.Fatalf("after the emergency: keys %v active %s phase %s", keys, active, st.Phase)
+		}
+		retired, ok := rec.firstSecretSeen(func(s secretSeen) bool { return !has(s.keys, "key.v1") && !has(s.keys, "key.v2") && has(s.keys, "key.v3") })
+		if !ok {
+			t.Fatal("the watch saw no keyring without the leaked versions")
+		}
+		// An attacker's fresh tokens, signed with each leaked key after the emergency: every verifier refuses them.
+		for _, kid := range []string{"v1", "v2"} {
+			answers, err := run.Forge(leaked.Data["key."+kid], kid, 60*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			accepted := 0
+			for _, a := range answers {
+				if a.Accepted || a.Reason == "no-answer" {
+					accepted++
+					t.Errorf("a token forged with the leaked %s after the emergency: verifier %s answered accepted=%v %s", kid, a.Pod, a.Accepted, a.Reason)
+				}
+			}
+			if len(answers) == 0 {
+				t.Errorf("no ready verifier to present a forged %s token to", kid)
+			}
+			t.Logf("forged %s token after the emergency: refused by %d of %d verifiers", kid, len(answers)-accepted, len(answers))
 		}
 		// The fresh key's tokens, followed past the last leaked one: the settle alone ends as soon as the pods
 		// show the new keyring, which left only 1,632 v3 tokens in a run.
@@ -284,6 +315,13 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		}
 		if len(cost) == 0 {
 			t.Fatal("the emergency refused no live token of the leaked keys: was anything retired?")
+		}
+		// The cost is bounded: every refused leaked-key token was signed before the leaked keys left the keyring. One
+		// signed after it means a signer kept the leaked key past the emergency's promotion rollout (the sixth attack
+		// skipped that rollout: 59 such tokens, 291 refusals, and the test passed).
+		if late := rep.Where(func(p traffic.Presentation) bool { return p.Kid != "v3" && p.IssuedAt.After(retired.at) }); len(late) != 0 {
+			t.Fatalf("%d presentations of leaked-key tokens issued after the leaked keys were retired (%s), e.g. %s %s issued %s by %s",
+				len(late), retired.at.Format(time.RFC3339Nano), late[0].Kid, late[0].ID, late[0].IssuedAt.Format(time.RFC3339), late[0].Issuer)
 		}
 		// The rest of the promise holds as on any run: every token answered, the fresh key's well covered, no
 		// failed token request, no key's bytes changed.

@@ -519,3 +519,36 @@ func (e *endpointSet) ready(service string) []endpoint {
 	}
 	return ready
 }
+
+// Forge signs a token with key under kid, as whoever holds a copy of a leaked key would, valid for ttl from now,
+// and presents it once to every ready verifier endpoint. The answers are returned, not recorded in the report: a
+// forged token is no live token of the application. Used after an emergency: every verifier must refuse it,
+// whether it reads its keys from a volume or held them in memory since it started.
+func (r *Run) Forge(key []byte, kid string, ttl time.Duration) ([]Presentation, error) {
+	now := time.Now()
+	c := token.Claims{Kid: kid, IssuedAt: now.Unix(), Expires: now.Add(ttl).Unix(), ID: "forged", Issuer: "attacker"}
+	tok, err := token.Sign(key, c)
+	if err != nil {
+		return nil, err
+	}
+	var out []Presentation
+	for _, ep := range r.endpoints.ready(r.d.Verifier) {
+		at := time.Now()
+		p := Presentation{Kid: kid, ID: c.ID, Issuer: c.Issuer, IssuedAt: now, Expires: now.Add(ttl), At: at, Pod: ep.pod}
+		resp, err := r.client.Post("http://"+ep.addr+"/verify", "text/plain", strings.NewReader(tok))
+		p.Latency = time.Since(at)
+		if err != nil {
+			p.Reason = "no-answer"
+		} else {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			p.Accepted = resp.StatusCode == http.StatusOK
+			if !p.Accepted {
+				p.Reason, _, _ = strings.Cut(strings.TrimSpace(string(body)), ":")
+				p.Reason, _, _ = strings.Cut(p.Reason, " ")
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

@@ -38,6 +38,12 @@ Call it with the root context (the library's own keyring), or from a chart that 
   {{- end -}}
   {{- $expect = join ";" $parts -}}
 {{- end -}}
+{{- /* Its own read-only ServiceAccount once that exists: the upgrade that brings it runs its guard hooks before it
+       applies it, so until then (and under helm template, where lookup finds nothing) the rotation's. */ -}}
+{{- $guardSA := include "rotate-key.guardServiceAccountName" $root -}}
+{{- if not (lookup "v1" "ServiceAccount" $root.Release.Namespace $guardSA) -}}
+  {{- $guardSA = include "rotate-key.serviceAccountName" $root -}}
+{{- end -}}
 {{- range $i, $where := list "pre-upgrade" "pre-rollback" }}
 {{- if $i }}
 ---
@@ -57,7 +63,7 @@ spec:
   backoffLimit: 0
   activeDeadlineSeconds: 300
   template:
-    {{- include "rotate-key.jobPod" (dict "root" $root "secretName" $secretName "args" (list "hook" "guard" "--where" $where "--release" $root.Release.Name "--expect" $expect)) | nindent 4 }}
+    {{- include "rotate-key.jobPod" (dict "root" $root "secretName" $secretName "serviceAccountName" $guardSA "args" (list "hook" "guard" "--where" $where "--release" $root.Release.Name "--expect" $expect)) | nindent 4 }}
 {{- end }}
 {{- end -}}
 {{- end -}}

@@ -10,6 +10,11 @@
 {{- tpl $v.serviceAccount.name . | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{- /* The guard Jobs' ServiceAccount (get on the keyring, create Events: a guard only reads). */ -}}
+{{- define "rotate-key.guardServiceAccountName" -}}
+{{- printf "%s-guard" (include "rotate-key.serviceAccountName" . | trunc 57 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- /*
 The token TTL in seconds: rotate-key.ttlSeconds, else the application value at rotate-key.ttlValuesPath, else 90
 days. A value that is not a whole number of seconds >= 60 fails the render: a wrong TTL would retire keys early.
@@ -67,7 +72,7 @@ metadata:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 spec:
-  serviceAccountName: {{ include "rotate-key.serviceAccountName" $ }}
+  serviceAccountName: {{ .serviceAccountName | default (include "rotate-key.serviceAccountName" $) }}
   automountServiceAccountToken: true
   restartPolicy: Never
   securityContext:
