@@ -265,7 +265,9 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		if keys, active, st := secretState(t, ns); fmt.Sprint(keys) != "[key.v3]" || active != "v3" || st.Phase != rotation.Idle {
 			t.Fatalf("after the emergency: keys %v active %s phase %s", keys, active, st.Phase)
 		}
-		retired, ok := rec.firstSecretSeen(func(s secretSeen) bool { return !has(s.keys, "key.v1") && !has(s.keys, "key.v2") && has(s.keys, "key.v3") })
+		retired, ok := rec.firstSecretSeen(func(s secretSeen) bool {
+			return !has(s.keys, "key.v1") && !has(s.keys, "key.v2") && has(s.keys, "key.v3")
+		})
 		if !ok {
 			t.Fatal("the watch saw no keyring without the leaked versions")
 		}
