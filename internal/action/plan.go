@@ -55,7 +55,7 @@ func (a *Planner) Run(ctx context.Context, c *Config) (Plan, error) {
 		}
 		p.Consumers = append(p.Consumers, line)
 	}
-	facts := rotation.PlanFacts{From: obs.keyring.Active, To: st.NextVersion(obs.keyring.Newest()), Consumers: len(consumers), TTL: cfg.TTL, RetireAfter: st.RetireAfter, Phase: st.Phase}
+	facts := rotation.PlanFacts{From: obs.keyring.Active, To: st.NextVersion(obs.keyring.Newest()), Consumers: len(consumers), TTL: cfg.TTL, ClockSkew: cfg.ClockSkew, RetireAfter: st.RetireAfter, Phase: st.Phase}
 	if st.InProgress() {
 		facts.From, facts.To = st.From, st.To
 	}

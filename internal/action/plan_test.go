@@ -37,7 +37,7 @@ func TestPlanNamesPinnedVersions(t *testing.T) {
 // The plan's steps, for every phase, are the table's: what runs from here until the rotation stops.
 func TestPlanFollowsTheTable(t *testing.T) {
 	for _, p := range rotation.Phases() {
-		steps := rotation.PlanSteps(p, rotation.PlanFacts{From: 1, To: 2, Next: 2, Consumers: 3, TTL: time.Hour, RetireAfter: actiontest.Now, Phase: p})
+		steps := rotation.PlanSteps(p, rotation.PlanFacts{From: 1, To: 2, Next: 2, Consumers: 3, TTL: time.Hour, ClockSkew: 5 * time.Minute, RetireAfter: actiontest.Now, Phase: p})
 		if len(steps) == 0 {
 			t.Errorf("phase %s: no plan", p)
 		}

@@ -103,7 +103,8 @@ type Transition struct {
 	// Hooks are the chart's hook Jobs that may perform this transition; the first is the Job that performs it on
 	// the forward path (the chart runs them in that order). None: only a run from a machine performs it.
 	Hooks []string
-	// Plan is what `plan` lists for this transition, {from}, {to}, {restart}, {ttl} and {retireAfter} filled in.
+	// Plan is what `plan` lists for this transition, {from}, {to}, {restart}, {ttl}, {skew} and {retireAfter} filled
+	// in.
 	Plan []string
 	// Upgrade describes the hook path's `helm upgrade` that carries this step ("" for the default).
 	Upgrade string
@@ -139,7 +140,7 @@ var Table = []Transition{
 		Plan:   []string{"promote {to}"},
 		Reason: func(s State) string { return fmt.Sprintf("every consumer knows v%d: promote it", s.To) }},
 	{From: Promoted, Step: StepRollout, Rollout: "after-promote", Active: "to", Write: WriteScheduleRetirement, Then: Waiting, Event: "ConsumersRestarted", Hooks: []string{"rollout", "retire"},
-		Plan: []string{"{restart}", "stop: {from} stays until now + TTL ({ttl})"},
+		Plan: []string{"{restart}", "stop: {from} stays until now + TTL + clock-skew margin ({ttl} + {skew})"},
 		Reason: func(s State) string {
 			return fmt.Sprintf("v%d is active: restart the consumers so no signer keeps using v%d", s.To, s.From)
 		}},
@@ -165,7 +166,7 @@ var Table = []Transition{
 			return fmt.Sprintf("v%d is removed: restart the consumers so no running process still trusts it", s.From)
 		}},
 	{From: Reverted, Step: StepRollout, Rollout: "after-revert", Active: "from", Write: WriteScheduleReturn, Then: Waiting, Event: "RotationAborted", Hooks: []string{"rollout", "retire"},
-		Plan: []string{"{restart}", "stop: {to} stays until now + TTL ({ttl}), then it is retired"},
+		Plan: []string{"{restart}", "stop: {to} stays until now + TTL + clock-skew margin ({ttl} + {skew}), then it is retired"},
 		Reason: func(s State) string {
 			return fmt.Sprintf("the rotation was aborted and v%d is active again: restart the consumers so no signer keeps using v%d", s.From, s.To)
 		}},
@@ -305,6 +306,7 @@ type PlanFacts struct {
 	From, To, Next int
 	Consumers      int
 	TTL            time.Duration
+	ClockSkew      time.Duration
 	RetireAfter    time.Time
 	Phase          Phase
 }
@@ -313,7 +315,7 @@ func (f PlanFacts) fill(text string) string {
 	return strings.NewReplacer(
 		"{from}", fmt.Sprintf("v%d", f.From), "{to}", fmt.Sprintf("v%d", f.To), "{next}", fmt.Sprintf("v%d", f.Next),
 		"{restart}", fmt.Sprintf("restart %d consumers and wait until none has a pod from before", f.Consumers),
-		"{ttl}", f.TTL.String(), "{retireAfter}", f.RetireAfter.UTC().Format(time.RFC3339), "{phase}", string(f.Phase),
+		"{ttl}", f.TTL.String(), "{skew}", f.ClockSkew.String(), "{retireAfter}", f.RetireAfter.UTC().Format(time.RFC3339), "{phase}", string(f.Phase),
 	).Replace(text)
 }
 

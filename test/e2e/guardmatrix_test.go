@@ -397,14 +397,8 @@ func resurrection(t *testing.T, h *testcluster.Helm, ns, layer string, duringTTL
 	switch after := keyringDigest(t, ns); {
 	case err != nil && after != retired:
 		got += "+KEYS"
-	case err == nil && strings.HasPrefix(after, "active,key.v1,key.v2@"):
-		status, _ := h.Run(ctx, "-n", ns, "rotate-key", "status", "app")
-		check, checkErr := h.Run(ctx, "-n", ns, "rotate-key", "check", "app")
-		if exitCode(checkErr) == 5 && strings.Contains(status, "RETIRED KEY BACK:") && strings.Contains(check, `"op":"remove","path":"/data/key.v1"`) {
-			got = "flagged"
-		} else {
-			t.Logf("the retired v1 is back and not flagged:\n%s\n%s", status, check)
-		}
+	case err == nil && strings.HasPrefix(after, "active,key.v1,key.v2@") && retiredV1Flagged(t, h, ns):
+		got = "flagged"
 	}
 	if got != expected {
 		t.Logf("helm rollback %d after the retirement:\n%s", duringTTL, out)
@@ -413,6 +407,19 @@ func resurrection(t *testing.T, h *testcluster.Helm, ns, layer string, duringTTL
 	if layer != "post-renderer" && err != nil {
 		noHooksRollback(t, h, ns, layer, duringTTL, retired, record)
 	}
+}
+
+// retiredV1Flagged says whether status and check name the retired v1 back (check exits 5 with its removal).
+func retiredV1Flagged(t *testing.T, h *testcluster.Helm, ns string) bool {
+	t.Helper()
+	ctx := context.Background()
+	status, _ := h.Run(ctx, "-n", ns, "rotate-key", "status", "app")
+	check, checkErr := h.Run(ctx, "-n", ns, "rotate-key", "check", "app")
+	if exitCode(checkErr) == 5 && strings.Contains(status, "RETIRED KEY BACK:") && strings.Contains(check, `"op":"remove","path":"/data/key.v1"`) {
+		return true
+	}
+	t.Logf("the retired v1 is back and not flagged:\n%s\n%s", status, check)
+	return false
 }
 
 // noHooksRollback (issue 15.3): the rollback the pre-rollback hook just refused, with --no-hooks. No layer of the
@@ -429,14 +436,8 @@ func noHooksRollback(t *testing.T, h *testcluster.Helm, ns, layer string, during
 	switch {
 	case after == retired:
 		got += "+NOCHANGE"
-	case strings.HasPrefix(after, "active,key.v1,key.v2@"):
-		status, _ := h.Run(ctx, "-n", ns, "rotate-key", "status", "app")
-		check, checkErr := h.Run(ctx, "-n", ns, "rotate-key", "check", "app")
-		if exitCode(checkErr) == 5 && strings.Contains(status, "RETIRED KEY BACK:") && strings.Contains(check, `"op":"remove","path":"/data/key.v1"`) {
-			got = "flagged"
-		} else {
-			t.Logf("the retired v1 is back and not flagged:\n%s\n%s", status, check)
-		}
+	case strings.HasPrefix(after, "active,key.v1,key.v2@") && retiredV1Flagged(t, h, ns):
+		got = "flagged"
 	}
 	if got != "flagged" {
 		t.Logf("helm rollback %d --no-hooks after the retirement (keyring %s):\n%s", duringTTL, after, out)

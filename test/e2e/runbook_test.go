@@ -386,11 +386,19 @@ func (p *runbookPass) helmRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	where := p.pasteID(t, "WHERE", 0)
+	// Round 22: a lost key comes first — tokens are rejected now, and REPAIR works while helm runs. ('active' names
+	// a v2 that is not there: on a keyring never rotated, the version 'active' names is the one needed.)
+	p.handEdit(t, `{"data":{"active":"djI="}}`)
+	lost := p.pasteID(t, "WHERE", 0)
+	p.handEdit(t, `{"data":{"active":"djE="}}`)
 	if err := cluster.Client.CoreV1().Secrets(p.ns).Delete(ctx, rec.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(where, "a helm upgrade is most likely running now") || !strings.Contains(where, "next:    wait until that helm upgrade has ended") || strings.Contains(where, "is stuck") {
 		t.Fatalf("Where am I? must read a fresh pending-upgrade as a helm still running, and say to wait:\n%s", where)
+	}
+	if !strings.Contains(lost, "next:    block REPAIR") {
+		t.Fatalf("a lost key must come before waiting for a running helm:\n%s", lost)
 	}
 }
 
@@ -858,11 +866,29 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	p.follow(t, "B2")
 	p.expectKeyring(t, "active,v8", 8, rotation.Idle)
 
+	// Round 22: the outgoing v8 (added by hand: no Helm record holds it) deleted after the promotion of v9. REPAIR
+	// found no record, and then every block refused for ever (only Waiting had a "wait until" way on). It is the
+	// outgoing version: its tokens are rejected already, and the rotation carries on without it.
+	for _, id := range []string{"B1", "B2", "B3"} {
+		p.pasteID(t, id, 0)
+	}
+	p.expectKeyring(t, "active,v8,v9", 9, rotation.Promoted)
+	p.handEdit(t, `{"data":{"v8":null}}`)
+	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "renders v8 beside") || !strings.Contains(out, "the rotation carries on without it") {
+		t.Fatalf("REPAIR must find no record of v8 and say the rotation carries on:\n%s", out)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "v8, the outgoing version, is gone") || !strings.Contains(where, "next:    block RESTART") {
+		t.Fatalf("Where am I? must let the rotation carry on without the unrestorable outgoing v8:\n%s", where)
+	}
+	restart(t, p)
+	p.follow(t, "B2")
+	p.expectKeyring(t, "active,v9", 9, rotation.Idle)
+
 	// Purge the retired keys from Helm's records: one record is left, and it holds only today's keyring.
 	p.shell.Env = append(p.shell.Env, "CHART="+runbookChart("runbook-plain"))
 	p.pasteID(t, "PRUNE", 0)
 	records := releaseKeyrings(t, p.ns, p.release, p.secret)
-	if len(records) != 1 || records[0] != "active,v8" {
+	if len(records) != 1 || records[0] != "active,v9" {
 		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
 	}
 	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "PRUNE") {
