@@ -158,6 +158,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{[]string{"--set", "rotate-key.ttlSeconds=59"}, []string{"rotate-key:", "at '/ttlSeconds': minimum: got 59, want 60"}},
 		{[]string{"--set", "rotate-key.rotationInterval=soon"}, []string{"rotate-key:", "at '/rotationInterval': 'soon' does not match pattern"}},
 		{[]string{"--set", "rotate-key.unknown=1"}, []string{"rotate-key:", "additional properties 'unknown' not allowed"}},
+		{[]string{"--set", "rotate-key.image.digest=latest"}, []string{"rotate-key:", "at '/image/digest': 'latest' does not match pattern"}},
 	}
 	for _, major := range []int{3, 4} {
 		h := NewHelm(t, tools, major)

@@ -35,6 +35,7 @@ func Cases() []Case {
 		{"volume-only-consumer", []string{"--set-json", `rotate-key.consumers=[{"kind":"Deployment","name":"{{ .Release.Name }}-requests-proxy"}]`}},
 		{"scheduled-with-request", []string{"--set", "rotate-key.schedule.enabled=true", "--set", "rotate-key.rotation.request=2026q4", "--set", "tokenTtlSeconds=3600"}},
 		{"hooks-off", []string{"--set", "rotate-key.rotation.hooks=false", "--set", "rotate-key.guard.hooks=false"}},
+		{"image-by-digest", []string{"--set", "rotate-key.image.digest=sha256:" + strings.Repeat("0123456789abcdef", 4), "--set", "rotate-key.rotation.hooks=false"}},
 		{"admission-policy", []string{"--set", "rotate-key.admissionPolicy.enabled=true", "--set-json", `rotate-key.admissionPolicy.exemptGroups=["platform-operators"]`}},
 	}
 }

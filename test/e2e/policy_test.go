@@ -197,6 +197,20 @@ func policyBypasses(t *testing.T, ns string, s *corev1.Secret) {
 			t.Errorf("%s must be denied (%q): %v", c.name, c.denied, err)
 		}
 	}
+	// Issue 15.9: the ServiceAccount may patch the consumers only to restart them.
+	for _, c := range []struct {
+		name, patch string
+		allowed     bool
+	}{
+		{"a restart", `{"spec":{"template":{"metadata":{"annotations":{"rotate-key.tracebloc.io/restarted-for":"test"}}}}}`, true},
+		{"another image", `{"spec":{"template":{"spec":{"containers":[{"name":"jobs-manager","image":"evil.example.com/x:1"}]}}}}`, false},
+		{"another pod annotation", `{"spec":{"template":{"metadata":{"annotations":{"x":"y"}}}}}`, false},
+	} {
+		_, err := sa.AppsV1().Deployments(ns).Patch(ctx, "app-jobs-manager", types.StrategicMergePatchType, []byte(c.patch), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+		if c.allowed && err != nil || !c.allowed && (err == nil || !strings.Contains(err.Error(), "may only restart this workload")) {
+			t.Errorf("the ServiceAccount patching a consumer with %s: allowed %v, got %v", c.name, c.allowed, err)
+		}
+	}
 	// Deleting: its Role has no delete verb, so RBAC refuses before the policy is asked (the policy's DELETE rule
 	// holds for every rotator: TestAdmissionPolicy's first check).
 	if err := sa.CoreV1().Secrets(ns).Delete(ctx, s.Name, metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); err == nil || !apierrors.IsForbidden(err) {

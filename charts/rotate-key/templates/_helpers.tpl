@@ -83,7 +83,7 @@ spec:
       type: RuntimeDefault
   containers:
     - name: rotate-key
-      image: "{{ $v.image.repository }}:{{ $v.image.tag }}"
+      image: {{ if $v.image.digest }}"{{ $v.image.repository }}@{{ $v.image.digest }}"{{ else }}"{{ $v.image.repository }}:{{ $v.image.tag }}"{{ end }}
       imagePullPolicy: {{ $v.image.pullPolicy }}
       command: ["/rotate-key"]
       args:

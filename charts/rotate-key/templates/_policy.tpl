@@ -123,5 +123,63 @@ metadata:
 spec:
   policyName: {{ $name }}
   validationActions: [Deny]
+{{- $byKind := dict -}}
+{{- range $v.consumers -}}
+{{- $_ := set $byKind .kind (append (get $byKind .kind | default list) (tpl .name $)) -}}
+{{- end -}}
+{{- if $byKind }}
+---
+{{- /* The rotation's ServiceAccount may patch the listed consumers (to restart them): this policy lets that patch
+       change the restart annotation of the pod template and nothing else — not the pod spec (image, command, service
+       account), not the selector or the pod labels — so a pod created with that ServiceAccount cannot run other code
+       through a consumer. */}}
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: {{ $name }}.consumers
+  labels:
+    {{- include "rotate-key.labels" . | nindent 4 }}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    namespaceSelector:
+      matchLabels:
+        kubernetes.io/metadata.name: {{ .Release.Namespace }}
+    resourceRules:
+      {{- range $kind := keys $byKind | sortAlpha }}
+      - apiGroups: ["apps"]
+        apiVersions: ["v1"]
+        operations: ["UPDATE"]
+        resources: [{{ printf "%ss" (lower $kind) | quote }}]
+        resourceNames: {{ get $byKind $kind | toJson }}
+      {{- end }}
+  matchConditions:
+    - name: the-rotation-serviceaccount
+      expression: >-
+        request.userInfo.username == {{ printf "system:serviceaccount:%s:%s" .Release.Namespace (include "rotate-key.serviceAccountName" .) | quote }}
+  validations:
+    - expression: >-
+        object.spec.template.spec == oldObject.spec.template.spec && object.spec.selector == oldObject.spec.selector &&
+        (has(object.spec.template.metadata.labels) ? object.spec.template.metadata.labels : {'': ''}) ==
+          (has(oldObject.spec.template.metadata.labels) ? oldObject.spec.template.metadata.labels : {'': ''}) &&
+        (!has(object.spec.template.metadata.annotations) || object.spec.template.metadata.annotations.all(k, k == 'rotate-key.tracebloc.io/restarted-for' ||
+          (has(oldObject.spec.template.metadata.annotations) && k in oldObject.spec.template.metadata.annotations && oldObject.spec.template.metadata.annotations[k] == object.spec.template.metadata.annotations[k]))) &&
+        (!has(oldObject.spec.template.metadata.annotations) || oldObject.spec.template.metadata.annotations.all(k, k == 'rotate-key.tracebloc.io/restarted-for' ||
+          (has(object.spec.template.metadata.annotations) && k in object.spec.template.metadata.annotations)))
+      message: >-
+        the rotation's ServiceAccount may only restart this workload (the pod template's
+        rotate-key.tracebloc.io/restarted-for annotation); this update changes more (rotate-key admission policy)
+      reason: Forbidden
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: {{ $name }}.consumers
+  labels:
+    {{- include "rotate-key.labels" . | nindent 4 }}
+spec:
+  policyName: {{ $name }}.consumers
+  validationActions: [Deny]
+{{- end }}
 {{- end -}}
 {{- end -}}
