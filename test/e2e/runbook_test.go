@@ -112,7 +112,7 @@ func runbookPasses() []runbookPassSpec {
 		{"single-key", "c", 3, singleKey, false, 10 * time.Second, 0},
 		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 330 * time.Second, 0},
 		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second, 0},
-		{"emergency-plugin", "b", 3, emergencyPlugin, false, 560 * time.Second, 0},
+		{"emergency-plugin", "b", 3, emergencyPlugin, false, 720 * time.Second, 0},
 	}
 }
 
@@ -879,6 +879,28 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	}
 	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "v8, the outgoing version, is gone") || !strings.Contains(where, "next:    block RESTART") {
 		t.Fatalf("Where am I? must let the rotation carry on without the unrestorable outgoing v8:\n%s", where)
+	}
+	restart(t, p)
+	p.follow(t, "B2")
+	p.expectKeyring(t, "active,v9", 9, rotation.Idle)
+
+	// Round 23: the promoted new key v10 (added by hand: in no record) deleted while the rotation waits, no backup.
+	// The only way on named was EMERGENCY-B, which also removed v9 — a version live tokens needed, that had not
+	// leaked. v9 can sign again: ABORT-AFTER makes it active; then the aborted v10, gone and unrestorable, was left
+	// in Reverted as "never promoted: ABORT-BEFORE", which refused (round 23's other blocker). Now it carries on.
+	for _, id := range []string{"B1", "B2", "B3", "B2"} {
+		p.pasteID(t, id, 0)
+	}
+	p.expectKeyring(t, "active,v10,v9", 10, rotation.Waiting)
+	p.handEdit(t, `{"data":{"v10":null}}`)
+	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "renders v10 beside") || !strings.Contains(out, "paste block ABORT-AFTER") || strings.Contains(out, "EMERGENCY-B") {
+		t.Fatalf("REPAIR must find no record of v10 and name ABORT-AFTER, not a new key:\n%s", out)
+	}
+	if out := p.pasteID(t, "ABORT-AFTER", 0); !strings.Contains(out, "active is v9 again") {
+		t.Fatalf("ABORT-AFTER must make v9 active again:\n%s", out)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "v10, the outgoing version, is gone") || strings.Contains(where, "never promoted") || !strings.Contains(where, "next:    block RESTART") {
+		t.Fatalf("Where am I? must carry the reverted rotation on without the lost v10:\n%s", where)
 	}
 	restart(t, p)
 	p.follow(t, "B2")
