@@ -422,20 +422,28 @@ func (r *Run) present(tok string, c token.Claims, exp time.Time) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		reason, _, _ := strings.Cut(strings.TrimSpace(string(body)), ":")
-		p := Presentation{At: at, Latency: latency, Pod: ep.pod, Accepted: resp.StatusCode == http.StatusOK}
-		if !p.Accepted {
-			p.Reason, _, _ = strings.Cut(reason, " ")
-			if resp.StatusCode != http.StatusUnauthorized {
-				p.Reason = fmt.Sprintf("status-%d", resp.StatusCode)
-			}
-		}
+		p := Presentation{At: at, Latency: latency, Pod: ep.pod}
+		p.Accepted, p.Reason = answer(resp)
 		record(p)
 		return
 	}
 	r.count(&r.unreachable, "a token no verifier answered in 10 attempts")
+}
+
+// answer reads a verifier's response: accepted on 200; otherwise the reason is the verifier's first word on 401
+// (unknown-kid, bad-signature, expired, malformed) and status-N on any other status.
+func answer(resp *http.Response) (accepted bool, reason string) {
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return true, ""
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		return false, fmt.Sprintf("status-%d", resp.StatusCode)
+	}
+	reason, _, _ = strings.Cut(strings.TrimSpace(string(body)), ":")
+	reason, _, _ = strings.Cut(reason, " ")
+	return false, reason
 }
 
 // Classify says what a presentation proves under the driver's skew and margin. The verifier judged exp at some
@@ -540,13 +548,7 @@ func (r *Run) Forge(key []byte, kid string, ttl time.Duration) ([]Presentation, 
 		if err != nil {
 			p.Reason = "no-answer"
 		} else {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			p.Accepted = resp.StatusCode == http.StatusOK
-			if !p.Accepted {
-				p.Reason, _, _ = strings.Cut(strings.TrimSpace(string(body)), ":")
-				p.Reason, _, _ = strings.Cut(p.Reason, " ")
-			}
+			p.Accepted, p.Reason = answer(resp)
 		}
 		out = append(out, p)
 	}
