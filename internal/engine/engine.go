@@ -33,6 +33,9 @@ type Cluster interface {
 	Rollout(ctx context.Context, c rotation.ConsumerRef, value string) (rotation.RolloutStatus, error)
 	// Event records an Event on the Secret (reason and message never hold key material).
 	Event(ctx context.Context, s *corev1.Secret, eventType, reason, message string)
+	// Strays returns the pods that read the keyring, created at or before since, that no rollout of the consumers
+	// restarts (Jobs', CronJobs', bare pods).
+	Strays(ctx context.Context, consumers []rotation.ConsumerRef, since time.Time) ([]string, error)
 	// Now is the API server's clock.
 	Now(ctx context.Context) (time.Time, error)
 	// Preflight checks, before the first write, that every permission the rotation needs is granted: on the
@@ -212,6 +215,9 @@ func (e *Engine) observe(ctx context.Context) (*corev1.Secret, *keyring.Keyring,
 // consumers first; any other is one write, the lease going with it. A step that would be refused (a pinned
 // version, a broken invariant) is refused before the lock is taken: a refusal writes nothing.
 func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyring, st rotation.State, now time.Time, t rotation.Transition, d rotation.Decision) error {
+	if err := e.noStrays(ctx, secret, st, t); err != nil {
+		return err
+	}
 	if t.Rollout != "" {
 		if err := keyring.Validate(secretName(secret), secret.Data); err != nil {
 			return err
@@ -241,6 +247,33 @@ func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyr
 	}
 	e.tookOver(ctx, e.Seen, notice)
 	return nil
+}
+
+// noStrays refuses a step whose Readers rule finds pods that read the keyring before its moment and that no
+// rollout restarts: the operator restarts them (a Job's pod is deleted and its Job makes a new one), then reruns.
+func (e *Engine) noStrays(ctx context.Context, secret *corev1.Secret, st rotation.State, t rotation.Transition) error {
+	if t.Readers == nil {
+		return nil
+	}
+	since, why := t.Readers(st)
+	if since.IsZero() {
+		return nil
+	}
+	consumers, err := e.consumers(ctx)
+	if err != nil {
+		return err
+	}
+	refs := make([]rotation.ConsumerRef, len(consumers))
+	for i, c := range consumers {
+		refs[i] = c.Ref
+	}
+	strays, err := e.Cluster.Strays(ctx, refs, since)
+	if err != nil || len(strays) == 0 {
+		return err
+	}
+	return &keyring.Violation{Secret: secretName(secret), Rule: keyring.RuleReadersKnown,
+		Detail: fmt.Sprintf("the pods %s read the keyring, %s; they belong to no workload the rotation restarts (a Job's, a CronJob's or a bare pod)", strings.Join(strays, ", "), why),
+		Fix:    fmt.Sprintf("restart each (kubectl -n %s delete pod NAME; a Job or CronJob makes a new one that reads the keyring as it is now), or wait until it ends, then rerun", secret.Namespace)}
 }
 
 // consumers finds the consumers once per run: the retirement's pinned-version check and every rollout of the run

@@ -14,6 +14,7 @@ const (
 	RulePinned        Rule = "pinned-versions-stay"
 	RuleTransition    Rule = "valid-transition"
 	RuleRetiredStays  Rule = "retired-versions-stay-retired"
+	RuleReadersKnown  Rule = "every-reader-restarted"
 )
 
 // Violation is a broken invariant. Its message names the Secret, the rule and what to do; never key bytes.

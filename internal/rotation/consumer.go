@@ -29,7 +29,10 @@ func Consistent(st State, k *keyring.Keyring) error {
 		return nil
 	}
 	problem := ""
+	// In Reverted `to` is the aborted version: outgoing, like `from` in Promoted, and a rotation carries on without
+	// an outgoing version that is gone (its tokens are rejected either way; found by the 24th cold read).
 	_, hasTo := k.Keys[st.To]
+	hasTo = hasTo || st.Phase == Reverted
 	t, _ := Forward(st.Phase)
 	active := map[string]int{"from": st.From, "to": st.To}[t.Active]
 	switch {

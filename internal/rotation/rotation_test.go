@@ -232,6 +232,11 @@ func TestConsistentRefusesContradictions(t *testing.T) {
 		{"promoted, active still old", st(Promoted, 1, 2), k(1, 1, 2), false},
 		{"waiting after abort", st(Waiting, 2, 1), k(1, 1, 2), true},
 		{"reverted", st(Reverted, 1, 2), k(1, 1, 2), true},
+		// Round 24: the aborted version is the outgoing one; gone (beyond repair) the rotation carries on without it,
+		// as in Promoted or Waiting without the outgoing version.
+		{"reverted, aborted version gone", st(Reverted, 1, 2), k(1, 1), true},
+		{"promoted, outgoing version gone", st(Promoted, 1, 2), k(2, 2), true},
+		{"reverted, active not the old version", st(Reverted, 1, 2), k(2, 2), false},
 		{"retired", st(Retired, 1, 2), k(2, 2), true},
 		{"to missing", st(Waiting, 1, 3), k(2, 1, 2), false},
 	} {

@@ -117,6 +117,11 @@ type Transition struct {
 	// Skip, when it returns a reason, makes the step a no-op in this state (an abort already done); Refuse makes it
 	// a refusal (an abort that would make a leaked key active again).
 	Skip, Refuse func(State) string
+	// Readers, when set, is the moment no pod outside the consumers may have started before when this step runs, and
+	// why: such a pod (a Job's, a CronJob's, a bare one) reads the keyring but no rollout restarts it, so it keeps
+	// the keyring it read — a verifier that does not know the new version, or a signer that signs with the old one
+	// after its retirement was scheduled. The step is refused, naming the pods, until they are restarted.
+	Readers func(State) (since time.Time, why string)
 	// Active is the version the keyring's `active` must name in phase From ("from" or "to" of the state), and
 	// ToNewest whether the state's `to` must be the newest version: what Consistent checks against a hand edit.
 	Active   string
@@ -137,16 +142,19 @@ var Table = []Transition{
 			return fmt.Sprintf("v%d was added: every consumer must restart and know it before it is promoted", s.To)
 		}},
 	{From: RolledOut, Step: StepPromote, Active: "from", ToNewest: true, Write: WritePromote, Then: Promoted, Event: "KeyPromoted", Hooks: []string{"promote"},
-		Plan:   []string{"promote {to}"},
-		Reason: func(s State) string { return fmt.Sprintf("every consumer knows v%d: promote it", s.To) }},
+		Plan:    []string{"promote {to}"},
+		Readers: readersSinceAdd,
+		Reason:  func(s State) string { return fmt.Sprintf("every consumer knows v%d: promote it", s.To) }},
 	{From: Promoted, Step: StepRollout, Rollout: "after-promote", Active: "to", Write: WriteScheduleRetirement, Then: Waiting, Event: "ConsumersRestarted", Hooks: []string{"rollout", "retire"},
-		Plan: []string{"{restart}", "stop: {from} stays until now + TTL + clock-skew margin ({ttl} + {skew})"},
+		Plan:    []string{"{restart}", "stop: {from} stays until now + TTL + clock-skew margin ({ttl} + {skew})"},
+		Readers: readersSincePromotion,
 		Reason: func(s State) string {
 			return fmt.Sprintf("v%d is active: restart the consumers so no signer keeps using v%d", s.To, s.From)
 		}},
 	{From: Waiting, Step: StepRetire, Active: "to", Write: WriteRetire, Then: Retired, Event: "KeyRetired", Hooks: []string{"retire"},
 		Plan:    []string{"after {retireAfter}: remove {from}"},
 		Upgrade: "retire {from}, token TTL passed",
+		Readers: readersSincePromotion,
 		Until:   func(s State) time.Time { return s.RetireAfter },
 		Reason: func(s State) string {
 			if s.Emergency != "" { // a leaked key: its tokens are rejected now, that is the point
@@ -189,6 +197,18 @@ var Table = []Transition{
 			return fmt.Sprintf("rotation %s was already aborted: v%d is active and v%d is retired after %s", s.RotationID, s.To, s.From, s.RetireAfter.UTC().Format(time.RFC3339))
 		}},
 	{From: Reverted, Step: StepAbort, Write: WriteNothing, Then: Reverted},
+}
+
+// readersSinceAdd: a pod that read the keyring before v(N+1) was added does not know it, and would reject the
+// tokens signed with it once it is promoted.
+func readersSinceAdd(s State) (time.Time, string) {
+	return s.StartedAt, fmt.Sprintf("started before v%d was added, so they do not know it and would reject its tokens once it is promoted", s.To)
+}
+
+// readersSincePromotion: a pod that read the keyring before the promotion signs with v(N) until it restarts, also
+// after the TTL counted from the rollout has passed and v(N) is retired.
+func readersSincePromotion(s State) (time.Time, string) {
+	return s.PromotedAt, fmt.Sprintf("started before v%d was promoted, so a signer among them signs with v%d until it restarts, also after v%d's retirement", s.To, s.From, s.From)
 }
 
 // undoesAnEmergency refuses to abort an emergency rotation: before its promotion the abort would leave the leaked

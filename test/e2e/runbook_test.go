@@ -379,26 +379,37 @@ func partA(t *testing.T, p *runbookPass) {
 // Helm's labels (what Where am I? reads), deleted at once.
 func (p *runbookPass) helmRunning(t *testing.T) {
 	t.Helper()
-	ctx := context.Background()
-	rec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sh.helm.release.v1." + p.release + ".v99", Namespace: p.ns,
-		Labels: map[string]string{"owner": "helm", "name": p.release, "status": "pending-upgrade", "version": "99"}}, Type: "helm.sh/release.v1"}
-	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Create(ctx, rec, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	done := p.pendingUpgrade(t)
 	where := p.pasteID(t, "WHERE", 0)
 	// Round 22: a lost key comes first — tokens are rejected now, and REPAIR works while helm runs. ('active' names
 	// a v2 that is not there: on a keyring never rotated, the version 'active' names is the one needed.)
 	p.handEdit(t, `{"data":{"active":"djI="}}`)
 	lost := p.pasteID(t, "WHERE", 0)
 	p.handEdit(t, `{"data":{"active":"djE="}}`)
-	if err := cluster.Client.CoreV1().Secrets(p.ns).Delete(ctx, rec.Name, metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	done()
 	if !strings.Contains(where, "a helm upgrade is most likely running now") || !strings.Contains(where, "next:    wait until that helm upgrade has ended") || strings.Contains(where, "is stuck") {
 		t.Fatalf("Where am I? must read a fresh pending-upgrade as a helm still running, and say to wait:\n%s", where)
 	}
 	if !strings.Contains(lost, "next:    block REPAIR") {
 		t.Fatalf("a lost key must come before waiting for a running helm:\n%s", lost)
+	}
+}
+
+// pendingUpgrade emulates a helm upgrade of the release that is running (or was killed) for Where am I?: a record
+// Secret carrying only Helm's labels, pending-upgrade. The returned function deletes it.
+func (p *runbookPass) pendingUpgrade(t *testing.T) func() {
+	t.Helper()
+	ctx := context.Background()
+	rec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sh.helm.release.v1." + p.release + ".v99", Namespace: p.ns,
+		Labels: map[string]string{"owner": "helm", "name": p.release, "status": "pending-upgrade", "version": "99"}}, Type: "helm.sh/release.v1"}
+	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Create(ctx, rec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := cluster.Client.CoreV1().Secrets(p.ns).Delete(ctx, rec.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -494,6 +505,14 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.refused(t, "B5", "retire with nothing to retire")
 	p.refused(t, "B2", "roll out with nothing to roll out")
 	p.pasteID(t, "B1", 0)
+	// Round 24: a helm upgrade pending mid-rotation (A2 killed on the hook path): Where am I? said only "wait" for 15
+	// minutes, though the rotation can carry on at once with --local or by hand if the operator knows it was killed.
+	done := p.pendingUpgrade(t)
+	where := p.pasteID(t, "WHERE", 0)
+	done()
+	if !strings.Contains(where, "next:    wait until that helm upgrade has ended") || !strings.Contains(where, "only if you know it was killed") || !strings.Contains(where, "--local, or by hand: block B2") {
+		t.Fatalf("Where am I? must say to wait, and how to carry on if the helm was killed:\n%s", where)
+	}
 	p.refused(t, "B1", "the add block twice")
 	p.refused(t, "B3", "promote before the rollout")
 	p.refused(t, "B5", "retire during the add")
@@ -522,6 +541,11 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 		t.Fatalf("ABORT-BEFORE must end the rotation:\n%s", out)
 	}
 	p.expectKeyring(t, "active,key.v1", 1, rotation.Idle)
+	// Round 24: a rotation stopped before its promotion retired nothing, so no Helm record holds a key the keyring
+	// lost by it: no PRUNE note.
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "PRUNE") || !strings.Contains(where, "was aborted") {
+		t.Fatalf("after ABORT-BEFORE Where am I? must not send to PRUNE:\n%s", where)
+	}
 	// Round 21: then the active key deleted by hand. With no promoted-at in the state every block, REPAIR too, said
 	// "the keyring's data and its rotation state disagree: escalate"; v1 stayed active, so it is needed and restored.
 	p.keyDeletedAndRestored(t, "key.v1", 0)
@@ -553,8 +577,19 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.refused(t, "B5", "retire before retire-after")
 	p.refused(t, "B1", "add while waiting")
 	p.pasteID(t, "ABORT-AFTER", 0)
-	p.pasteID(t, "B2", 0)
-	st := p.expectKeyring(t, "active,key.v1,key.v3", 1, rotation.Waiting)
+	// Round 24: the aborted v3 (added by hand: in no Helm record) deleted in Reverted, no backup. REPAIR leaves it
+	// behind as the outgoing version, and Where am I? named the plugin, which refused ("names v3 as the new version,
+	// which is not in the keyring"). The plugin now carries the reverted rotation on, as the blocks do.
+	p.handEdit(t, `{"data":{"key.v3":null}}`)
+	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, "the rotation carries on without it") {
+		t.Fatalf("REPAIR must find no record of v3 and say the rotation carries on:\n%s", out)
+	}
+	restart(t, p)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "v3, the outgoing version, is gone") || !strings.Contains(where, "rotate-key "+p.release) {
+		t.Fatalf("Where am I? must carry the reverted rotation on, naming the plugin:\n%s", where)
+	}
+	p.plugin(t, 3, "run", p.release, "--yes", "--local") // the rollout after the revert, then the TTL wait
+	st := p.expectKeyring(t, "active,key.v1", 1, rotation.Waiting)
 	if st.From != 3 || st.To != 1 {
 		t.Fatalf("after the abort v3 must wait to be retired: %+v", st)
 	}
@@ -906,6 +941,13 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	p.follow(t, "B2")
 	p.expectKeyring(t, "active,v9", 9, rotation.Idle)
 
+	// Round 24: after ABORT-AFTER the old key, active again, deleted (added by hand: in no record), no backup —
+	// in Reverted, and in Waiting after the abort's rollout. Where am I? and REPAIR named EMERGENCY-B, which would
+	// also remove the intact new key whose tokens live. The new key, which every verifier trusts, can sign again:
+	// ABORT-AFTER makes it active, and the rotation carries on as after its promotion, without the lost old key.
+	p.revertedSignerLost(t, 9, 11, false)
+	p.revertedSignerLost(t, 11, 12, true)
+
 	// Purge the retired keys from Helm's records: one record is left, and it holds only today's keyring.
 	p.shell.Env = append(p.shell.Env, "CHART="+runbookChart("runbook-plain"))
 	p.pasteID(t, "PRUNE", 0)
@@ -915,6 +957,47 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	}
 	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "PRUNE") {
 		t.Fatalf("after PRUNE Where am I? must not ask for it again:\n%s", where)
+	}
+}
+
+// revertedSignerLost rotates old -> new by hand, aborts after the promotion (with the abort's rollout when
+// rolledOut) and deletes old, the active key again: REPAIR must name ABORT-AFTER, which must make new active again
+// with the rotation carried on to its end without old.
+func (p *runbookPass) revertedSignerLost(t *testing.T, old, new int, rolledOut bool) {
+	t.Helper()
+	ids := []string{"B1", "B2", "B3", "ABORT-AFTER"}
+	phase := rotation.Reverted
+	if rolledOut {
+		ids, phase = append(ids, "B2"), rotation.Waiting
+	}
+	for _, id := range ids {
+		p.pasteID(t, id, 0)
+	}
+	both := []string{"active", fmt.Sprintf("v%d", old), fmt.Sprintf("v%d", new)}
+	sort.Strings(both)
+	p.expectKeyring(t, strings.Join(both, ","), old, phase)
+	p.handEdit(t, fmt.Sprintf(`{"data":{"v%d":null}}`, old))
+	if out := p.pasteID(t, "REPAIR", 0); !strings.Contains(out, fmt.Sprintf("renders v%d beside", old)) || !strings.Contains(out, "paste block ABORT-AFTER") || strings.Contains(out, "EMERGENCY-B") {
+		t.Fatalf("REPAIR must find no record of v%d and name ABORT-AFTER, not a new key:\n%s", old, out)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "block ABORT-AFTER makes v"+strconv.Itoa(new)) || strings.Contains(where, "EMERGENCY-B") {
+		t.Fatalf("Where am I? must name ABORT-AFTER, not a new key:\n%s", where)
+	}
+	if out := p.pasteID(t, "ABORT-AFTER", 0); !strings.Contains(out, fmt.Sprintf("active is v%d again", new)) || !strings.Contains(out, "block RESTART") {
+		t.Fatalf("ABORT-AFTER must make v%d active again and name RESTART:\n%s", new, out)
+	}
+	st := p.expectKeyring(t, fmt.Sprintf("active,v%d", new), new, rotation.Promoted)
+	if st.From != old || st.To != new {
+		t.Fatalf("the rotation v%d -> v%d must carry on: %+v", old, new, st)
+	}
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, fmt.Sprintf("v%d, the outgoing version, is gone", old)) || !strings.Contains(where, "next:    block RESTART") {
+		t.Fatalf("Where am I? must carry the rotation on without the lost v%d:\n%s", old, where)
+	}
+	restart(t, p)
+	p.follow(t, "B2")
+	p.expectKeyring(t, fmt.Sprintf("active,v%d", new), new, rotation.Idle)
+	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "was aborted") {
+		t.Fatalf("v%d was rotated in: the rotation is not an aborted one:\n%s", new, where)
 	}
 }
 

@@ -1,0 +1,97 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/tracebloc/helm-rotate-key/internal/engine"
+	"github.com/tracebloc/helm-rotate-key/internal/keyring"
+	"github.com/tracebloc/helm-rotate-key/internal/kube"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+)
+
+// Issue 15.4: a pod that reads the keyring and belongs to no consumer (a Job's) is restarted by no rollout. One
+// started before the add would reject the new key's tokens after the promotion; one started before the promotion
+// would sign with the old key after its retirement. The engine refuses both steps, naming the pod, writes nothing,
+// and carries on once the pod is gone.
+func TestStepsRefusedWhileAPodNoRolloutRestartsReadsTheKeyring(t *testing.T) {
+	s := newSim(t, 17)
+	s.advance(2 * time.Second)
+	ctx := context.Background()
+	run := func() (engine.Result, error) {
+		e := &engine.Engine{
+			Cluster: &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}},
+			Config:  rotation.Config{TTL: simTTL, ClockSkew: rotation.DefaultClockSkew, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
+			Holder:  "laptop", Actor: "laptop", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
+			NewRotationID: func(time.Time) string { return "manual-1" }, Force: true,
+			LocalNow: func() time.Time { return s.now }, Sleep: func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
+		}
+		return e.Run(ctx, true)
+	}
+	job := func(name string, created time.Time) {
+		t.Helper()
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, CreationTimestamp: metav1.NewTime(created),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "token-minter", UID: "u", Controller: ptr.To(true)}}},
+			Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "m", Env: []corev1.EnvVar{{Name: "K", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: "active"}}}}}}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+		if _, err := s.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := func(name string) {
+		t.Helper()
+		if err := s.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapshot := func() string { sec := s.mustSecret(); return fmt.Sprint(sec.Annotations, sec.Data) }
+	refused := func(step string, phase rotation.Phase, keys string) {
+		t.Helper()
+		for i := 0; i < 2; i++ { // the first run may carry the rotation up to the step; the second writes nothing
+			before := snapshot()
+			_, err := run()
+			var v *keyring.Violation
+			if !errors.As(err, &v) || v.Rule != keyring.RuleReadersKnown || !strings.Contains(err.Error(), "minter-1") {
+				t.Fatalf("%s must be refused naming the Job's pod: %v", step, err)
+			}
+			st, _ := rotation.ParseState(s.mustSecret().Annotations)
+			if st.Phase != phase || keyring.DataKeys(s.secretData()) != keys || i == 1 && snapshot() != before {
+				t.Fatalf("a refused %s must write nothing: %s %s", step, st.Phase, keyring.DataKeys(s.secretData()))
+			}
+		}
+	}
+
+	job("minter-1", s.now.Add(-time.Minute)) // reads the keyring from before the rotation
+	job("minter-ended", s.now.Add(-time.Minute))
+	ended, _ := s.client.CoreV1().Pods(ns).Get(ctx, "minter-ended", metav1.GetOptions{})
+	ended.Status.Phase = corev1.PodFailed // Evicted: no process holds a key
+	if _, err := s.client.CoreV1().Pods(ns).UpdateStatus(ctx, ended, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	refused("the promotion", rotation.RolledOut, "active,key.v1,key.v2")
+	gone("minter-1")
+	job("minter-2", s.now.Add(time.Second)) // started after the add: it knows v2
+	res, err := run()
+	if err != nil || res.State.Phase != rotation.Waiting {
+		t.Fatalf("with the pod gone the rotation must promote and wait: %v %+v", err, res.State)
+	}
+	gone("minter-2")
+	job("minter-1", res.State.PromotedAt.Add(-time.Second)) // a pod from before the promotion signs with v1
+	s.wait(res.State.RetireAfter.Sub(s.now) + time.Second)
+	refused("the retirement", rotation.Waiting, "active,key.v1,key.v2")
+	gone("minter-1")
+	if res, err = run(); err != nil || res.State.Phase != rotation.Idle || keyring.DataKeys(s.secretData()) != "active,key.v2" {
+		t.Fatalf("with the pod gone v1 must be retired: %v %+v", err, res.State)
+	}
+	if s.rejected > 0 {
+		t.Fatalf("%d unexpired tokens rejected", s.rejected)
+	}
+}
