@@ -60,6 +60,10 @@ func (a *Rotate) runThroughHooks(ctx context.Context, c *Config, obs *observatio
 	if a.Overrides.TTL > 0 || a.Overrides.Interval > 0 || len(a.Overrides.Consumers) > 0 || a.TakeOver {
 		return RotateResult{}, exitcode.Withf(exitcode.Usage, "--ttl, --interval, --consumer and --take-over apply to local runs only: release %s rotates through its chart's hook Jobs, which read the chart's values (rotate-key.ttlSeconds, rotationInterval, consumers); add --local to rotate from this machine instead", a.Release)
 	}
+	obs, err := a.pendingHookUpgrade(ctx, c, obs)
+	if err != nil {
+		return RotateResult{}, err
+	}
 	u, ok := planHookUpgrade(obs.state, obs.keyring, obs.now, a.Mode == ModeRun, a.Overrides.Force, c.NewRotationID)
 	if !ok {
 		return a.result(c, engine.Result{State: obs.state, Keyring: obs.keyring, Decision: u.Decision}), nil
@@ -75,10 +79,16 @@ func (a *Rotate) runThroughHooks(ctx context.Context, c *Config, obs *observatio
 		return RotateResult{}, err
 	}
 	defer cleanup()
+	helmTimeout := a.Timeout + 5*time.Minute
 	args := append([]string{"upgrade", a.Release, chartRef, "--reuse-values",
-		"--timeout", (a.Timeout + 5*time.Minute).String(), "--description", u.Description}, c.Settings.ClusterFlags(a.Namespace)...)
+		"--timeout", helmTimeout.String(), "--description", u.Description}, c.Settings.ClusterFlags(a.Namespace)...)
 	if u.Request != "" {
 		args = append(args, "--set", RequestValue+"="+u.Request)
+	}
+	var run hookRun
+	if a.Chart == "" && obs.release != nil { // the embedded library's schema knows the value; another chart's may not
+		run = newHookRun(c.Rand, obs.release.Revision+1, c.Identity.Host, obs.now, helmTimeout)
+		args = append(args, "--set-string", RunValue+"="+run.String())
 	}
 	fmt.Fprintf(c.Out, "%s/%s: %s — %s\nRunning: %s\n", a.Namespace, a.Secret, u.Decision.Step, u.Decision.Reason, helmexec.Quote(append([]string{c.Settings.HelmBin}, args...)))
 	upgradeErr := c.Helm.Run(ctx, args, nil, c.Out, c.ErrOut)
@@ -95,6 +105,11 @@ func (a *Rotate) runThroughHooks(ctx context.Context, c *Config, obs *observatio
 			code = exit.Code
 		}
 		why := ""
+		if after.release != nil && strings.HasPrefix(after.release.Status, "pending-") && run.Nonce != "" && runToken(after) == run.String() {
+			// This helm was interrupted (Ctrl-C): the rerun waits for its hook Jobs and clears the revision.
+			return RotateResult{}, fmt.Errorf("helm upgrade of %s was interrupted (exit %d) and left revision %d %s; the rotation stands at %s. Rerun the same command: once this helm has ended it waits for the hook Jobs that helm started, clears the revision (Helm's record only) and carries on: %s",
+				a.Release, code, after.release.Revision, after.release.Status, after.state, a.ResumeCommand())
+		}
 		if after.release != nil && strings.HasPrefix(after.release.Status, "pending-") {
 			// Helm refuses every upgrade while a killed one left the release pending: the Jobs are not the cause.
 			return RotateResult{}, fmt.Errorf("helm upgrade of %s failed (exit %d): the release is stuck in %s at revision %d, left by a helm that was killed mid-operation; Helm refuses every upgrade until it is cleared. See the runbook, \"A laptop died during the rotation\" (docs/RUNBOOKS/requests-proxy-key-rotation.md); the rotation stands at %s and resumes afterwards with: %s",

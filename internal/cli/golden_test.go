@@ -124,6 +124,19 @@ func pendingUpgrade() *corev1.Secret {
 	return actiontest.Release("app", 3, "pending-upgrade", map[string]any{"tokenTtlSeconds": 3600}, hooks...)
 }
 
+// deadHookUpgrade is the record the hook path's own helm leaves when it dies mid-upgrade on another machine, past
+// the time that helm would have given up: revision 3 pending-upgrade with its run token, after the deployed 2.
+func deadHookUpgrade() []runtime.Object {
+	var hooks []string
+	for i, step := range rotation.ChartHooks() {
+		hooks = append(hooks, actiontest.HookJob(step, 10*(i+1), secretName))
+	}
+	values := map[string]any{"tokenTtlSeconds": 3600}
+	token := map[string]any{"tokenTtlSeconds": 3600, "rotate-key": map[string]any{"rotation": map[string]any{"run": "r-0badf00d rev 3 on ci-runner-4 until 2026-11-30T11:00:00Z"}}}
+	return []runtime.Object{actiontest.Release("app", 2, "deployed", values, hooks...),
+		actiontest.ReleaseDescribed("app", 3, "pending-upgrade", "Preparing upgrade", token, hooks...)}
+}
+
 // consumer is a Deployment whose pods read the keyring.
 func consumer(name string) *appsv1.Deployment {
 	replicas := int32(2)
@@ -343,6 +356,9 @@ func cases() []cmdCase {
 		{name: "run-keyring-of-another-release", args: []string{"run", "p2", "--secret", secretName, "--yes"}, objects: []runtime.Object{keyring(1, 0, nil, "meta.helm.sh/release-name", "app")}, code: exitcode.Usage},
 		{name: "status-keyring-of-another-release", args: []string{"status", "p2", "--secret", secretName}, objects: []runtime.Object{keyring(1, 0, nil, "meta.helm.sh/release-name", "app")}},
 		{name: "run-hooks-release-pending-upgrade", args: []string{"run", "app", "--yes", "--chart", "./chart"}, objects: []runtime.Object{keyring(1, 0, nil), pendingUpgrade()}, helm: helm4(1), code: exitcode.Code(1)},
+		// Issue 15.8: the hook path's own helm died (its run token, past its deadline): the rerun forgets the revision.
+		{name: "run-hooks-dead-helm-revision-cleared", args: []string{"run", "app", "--yes", "--chart", "./chart"}, objects: append([]runtime.Object{keyring(1, 0, nil)}, deadHookUpgrade()...), helm: helm4(0),
+			upgraded: keyring(2, 0, withID(waiting(later), "20261130T120000Z-a1b2c3")), code: exitcode.Waiting},
 		// the command line itself
 		{name: "usage-extra-argument", args: []string{"app", "extra"}, code: exitcode.Usage},
 		{name: "usage-unknown-flag", args: []string{"status", "app", "--no-such-flag"}, code: exitcode.Usage},

@@ -53,7 +53,7 @@ func NewConfig(settings *helmenv.Settings, streams Streams, getenv func(string) 
 		Out:           streams.Out,
 		ErrOut:        streams.ErrOut,
 		IsTerminal:    func() bool { return term.IsTerminal(int(os.Stdin.Fd())) },
-		Identity:      action.Identity{Holder: holder, Actor: action.ActorOf(holder), HolderAlive: holderAlive},
+		Identity:      action.Identity{Holder: holder, Actor: action.ActorOf(holder), HolderAlive: holderAlive, Host: hostname(), HelmRunning: processWith},
 		Rand:          rand.Reader,
 		NewRotationID: newRotationID,
 		Getenv:        getenv,
@@ -103,4 +103,37 @@ func newRotationID(now time.Time) string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+func hostname() string {
+	host, _ := os.Hostname()
+	return host
+}
+
+// processWith finds a process of this machine, other than this one, whose command line holds token (the helm a
+// hook-path upgrade ran, by the run token in its --description). Where the process table cannot be read (no /proc)
+// it answers that one runs: the caller then waits for the token's deadline instead.
+func processWith(token string) (int, bool) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, true
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(string(cmdline), token) {
+			continue
+		}
+		// A zombie (killed, its parent gone too) runs nothing.
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+				continue
+			}
+		}
+		return pid, true
+	}
+	return 0, false
 }

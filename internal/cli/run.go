@@ -39,7 +39,10 @@ refused with the holder named; --take-over takes it from a run that is known to 
 manual rollout, whose lock lapses 3 minutes after its shell stops).
 
 On the hook path (a release whose chart has the rotation hook Jobs) each rollout is bounded by the chart's
-rotate-key.rotation.rolloutTimeoutSeconds; --timeout then bounds the whole helm upgrade (plus 5 minutes).`
+rotate-key.rotation.rolloutTimeoutSeconds; --timeout then bounds the whole helm upgrade (plus 5 minutes). A
+hook-path helm that died (the machine, kill -9) leaves the release pending-upgrade: rerun the same command on the
+same machine; it sees that helm is gone, waits for the hook Jobs it started, forgets that revision (Helm's record
+only) and carries on. From another machine it waits until that helm would have timed out (or use --local).`
 
 const retireLong = `retire resumes a rotation in progress and, once the token TTL has passed, retires the old key and
 restarts the consumers. It never starts a new rotation, so it is safe to schedule (cron, CI): it exits 3 while

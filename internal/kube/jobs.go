@@ -72,3 +72,26 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// ActiveJobs names the Jobs matching selector that have not ended (neither Complete nor Failed): hook Jobs a helm
+// started that still run after the helm itself died.
+func (c *Cluster) ActiveJobs(ctx context.Context, selector string) ([]string, error) {
+	jobs, err := c.Client.BatchV1().Jobs(c.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, fmt.Errorf("listing the rotation Jobs in %s: %w", c.Namespace, err)
+	}
+	var out []string
+	for _, job := range jobs.Items {
+		ended := false
+		for _, cond := range job.Status.Conditions {
+			if (cond.Type == batchv1.JobComplete || cond.Type == batchv1.JobFailed) && cond.Status == corev1.ConditionTrue {
+				ended = true
+			}
+		}
+		if !ended && job.DeletionTimestamp == nil {
+			out = append(out, job.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -88,3 +88,48 @@ func driverKind(driver string) string {
 	}
 	return "secrets"
 }
+
+// DeletePendingRecord deletes Helm's record of revision only while Helm still labels it pending (pending-install,
+// pending-upgrade, pending-rollback), with the record's resourceVersion as a precondition: a helm that finishes at
+// the last moment rewrites the record (deployed or failed), and then nothing is deleted. It reports whether it
+// deleted the record.
+func (c *Cluster) DeletePendingRecord(ctx context.Context, driver, release string, revision int) (bool, error) {
+	var labels map[string]string
+	var rv string
+	var err error
+	switch driver {
+	case "", "secret", "secrets":
+		var s *corev1.Secret
+		if s, err = c.Client.CoreV1().Secrets(c.Namespace).Get(ctx, recordName(release, revision), metav1.GetOptions{}); err == nil {
+			labels, rv = s.Labels, s.ResourceVersion
+		}
+	case "configmap", "configmaps":
+		var cm *corev1.ConfigMap
+		if cm, err = c.Client.CoreV1().ConfigMaps(c.Namespace).Get(ctx, recordName(release, revision), metav1.GetOptions{}); err == nil {
+			labels, rv = cm.Labels, cm.ResourceVersion
+		}
+	default:
+		return false, fmt.Errorf("HELM_DRIVER=%q is not supported", driver)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading Helm's record of revision %d of %s: %w", revision, release, err)
+	case !strings.HasPrefix(labels["status"], "pending-"):
+		return false, nil
+	}
+	opts := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &rv}}
+	if driverKind(driver) == "configmaps" {
+		err = c.Client.CoreV1().ConfigMaps(c.Namespace).Delete(ctx, recordName(release, revision), opts)
+	} else {
+		err = c.Client.CoreV1().Secrets(c.Namespace).Delete(ctx, recordName(release, revision), opts)
+	}
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return false, nil // rewritten or deleted meanwhile: not ours to delete any more
+	}
+	if err != nil {
+		return false, fmt.Errorf("deleting Helm's record of revision %d of %s (needs delete on %s in %s): %w", revision, release, driverKind(driver), c.Namespace, err)
+	}
+	return true, nil
+}

@@ -98,13 +98,14 @@ func (f *Fixture) Config(in string, getenv func(string) string) *action.Config {
 			}
 			return kube.Fleet{Keyrings: out, Now: Now}, nil
 		},
-		Helm:          f.Helm,
-		HelmAt:        func(bin string) helmexec.Runner { return f.Helm.At(bin) },
-		In:            strings.NewReader(in),
-		Out:           &f.Out,
-		ErrOut:        &f.ErrOut,
-		IsTerminal:    func() bool { return f.Terminal },
-		Identity:      action.Identity{Holder: "op@laptop pid 4242", Actor: "op@laptop via rotate-key test", HolderAlive: func(string) bool { return true }},
+		Helm:       f.Helm,
+		HelmAt:     func(bin string) helmexec.Runner { return f.Helm.At(bin) },
+		In:         strings.NewReader(in),
+		Out:        &f.Out,
+		ErrOut:     &f.ErrOut,
+		IsTerminal: func() bool { return f.Terminal },
+		Identity: action.Identity{Holder: "op@laptop pid 4242", Actor: "op@laptop via rotate-key test", HolderAlive: func(string) bool { return true },
+			Host: "laptop", HelmRunning: func(string) (int, bool) { return 0, false }},
 		Rand:          zeroReader{},
 		NewRotationID: func(time.Time) string { return "20261130T120000Z-a1b2c3" },
 		LocalNow:      clock.now,
@@ -219,15 +220,20 @@ func Keyring(name string, n, active int, annotations map[string]string) *corev1.
 // Release is the storage record (driver "secret") of revision rev of release name, with values and hooks: the
 // JSON Helm writes, gzipped and base64-encoded as its storage drivers do.
 func Release(name string, rev int, status string, values map[string]any, hooks ...string) *corev1.Secret {
-	return record(name, rev, status, values, "", hooks)
+	return record(name, rev, status, "Upgrade complete", values, "", hooks)
+}
+
+// ReleaseDescribed is Release with the description `helm history` shows (the hook path's run token, say).
+func ReleaseDescribed(name string, rev int, status, description string, values map[string]any, hooks ...string) *corev1.Secret {
+	return record(name, rev, status, description, values, "", hooks)
 }
 
 // ReleaseRendering is the storage record of a revision whose rendered manifest is manifest.
 func ReleaseRendering(name string, rev int, status, manifest string) *corev1.Secret {
-	return record(name, rev, status, nil, manifest, nil)
+	return record(name, rev, status, "Upgrade complete", nil, manifest, nil)
 }
 
-func record(name string, rev int, status string, values map[string]any, manifest string, hooks []string) *corev1.Secret {
+func record(name string, rev int, status, description string, values map[string]any, manifest string, hooks []string) *corev1.Secret {
 	type hook struct {
 		Kind     string `json:"kind"`
 		Manifest string `json:"manifest"`
@@ -237,7 +243,7 @@ func record(name string, rev int, status string, values map[string]any, manifest
 		hs = append(hs, hook{Kind: "Job", Manifest: m})
 	}
 	rel := map[string]any{"name": name, "namespace": Namespace, "version": rev,
-		"info":   map[string]any{"status": status, "description": "Upgrade complete"},
+		"info":   map[string]any{"status": status, "description": description},
 		"chart":  map[string]any{"metadata": map[string]any{"name": "example-app", "version": "0.1.0", "appVersion": "1.0.0"}, "values": map[string]any{}},
 		"config": values, "hooks": hs, "manifest": manifest}
 	js, _ := json.Marshal(rel)

@@ -1,0 +1,136 @@
+package action
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tracebloc/helm-rotate-key/charts"
+	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
+	"github.com/tracebloc/helm-rotate-key/internal/rotation"
+)
+
+// A helm upgrade on the hook path that dies with the operator's machine (kill -9, a closed laptop) leaves the
+// release pending-upgrade, and Helm refuses every later upgrade of it. Helm records no owner of a pending revision
+// (its description reads "Preparing upgrade" until the end), so the hook path sets one in the values, which Helm
+// stores in the pending revision at once: a run token naming a nonce, the revision it expects, the host and the
+// time by which that helm would have given up. A rerun that finds such a revision pending tells a dead upgrade from
+// a running one by the token, lets the hook Jobs that helm started finish, forgets the revision (Helm's record
+// only: no object changes) and carries the rotation on. The token names its revision, so a later upgrade that
+// inherits it through --reuse-values is never taken for the hook path's own.
+
+// RunValue is the chart value that carries the hook path's run token.
+const RunValue = charts.LibraryName + ".rotation.run"
+
+// hookRun is the run token of one hook-path upgrade.
+type hookRun struct {
+	Nonce    string
+	Revision int
+	Host     string
+	// Until is when the helm upgrade would have ended on its own (every hook Job waited for its full timeout).
+	Until time.Time
+}
+
+func (r hookRun) String() string {
+	return fmt.Sprintf("r-%s rev %d on %s until %s", r.Nonce, r.Revision, r.Host, r.Until.UTC().Format(time.RFC3339))
+}
+
+// The library chart's schema holds the same pattern (rotation.run).
+var hookRunPattern = regexp.MustCompile(`^r-([0-9a-f]{8}) rev ([1-9][0-9]{0,8}) on ([^ \[\]]{1,253}) until ([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)$`)
+
+// parseHookRun reads a run token.
+func parseHookRun(token string) (hookRun, bool) {
+	m := hookRunPattern.FindStringSubmatch(token)
+	if m == nil {
+		return hookRun{}, false
+	}
+	rev, err1 := strconv.Atoi(m[2])
+	until, err2 := time.Parse(time.RFC3339, m[4])
+	if err1 != nil || err2 != nil {
+		return hookRun{}, false
+	}
+	return hookRun{Nonce: m[1], Revision: rev, Host: m[3], Until: until}, true
+}
+
+// newHookRun is the token of an upgrade to revision, starting at now (the API server's clock), whose helm waits at
+// most helmTimeout for each hook Job.
+func newHookRun(random io.Reader, revision int, host string, now time.Time, helmTimeout time.Duration) hookRun {
+	b := make([]byte, 4)
+	_, _ = io.ReadFull(random, b)
+	if host == "" || len(host) > 253 || strings.ContainsAny(host, " []") {
+		host = "unknown-host"
+	}
+	// The chart's rotation Jobs plus its guard Jobs before and after them: each may take helm's whole timeout.
+	hooks := len(rotation.ChartHooks()) + 2
+	return hookRun{Nonce: hex.EncodeToString(b), Revision: revision, Host: host, Until: now.Add(time.Duration(hooks) * helmTimeout).Truncate(time.Second).Add(time.Second)}
+}
+
+// runToken is the run token the release's newest record carries in its values ("" for none).
+func runToken(obs *observation) string {
+	if obs.record == nil {
+		return ""
+	}
+	lib, _ := obs.record.Config[charts.LibraryName].(map[string]any)
+	rot, _ := lib["rotation"].(map[string]any)
+	token, _ := rot["run"].(string)
+	return token
+}
+
+// pendingHookUpgrade clears the way for the hook path when the release's last revision is a pending upgrade or
+// install left by the hook path's own helm: refused while that helm may still run, otherwise it waits for the hook
+// Jobs it started, forgets the revision and returns the keyring observed afresh. Any other pending revision
+// (someone else's helm, a rollback) is refused with what to do.
+func (a *Rotate) pendingHookUpgrade(ctx context.Context, c *Config, obs *observation) (*observation, error) {
+	rel := obs.release
+	if rel == nil || !strings.HasPrefix(rel.Status, "pending-") {
+		return obs, nil
+	}
+	run, ours := parseHookRun(runToken(obs))
+	if !ours || run.Revision != rel.Revision || rel.Status == "pending-rollback" {
+		return nil, fmt.Errorf("release %s is stuck in %s at revision %d (%s), which is not a helm upgrade of the hook path: Helm refuses every upgrade until it is cleared. If a helm is still running it, wait for it; if it died, see the runbook, \"A laptop died during the rotation\" (docs/RUNBOOKS/requests-proxy-key-rotation.md). Meanwhile the rotation carries on without an upgrade with: %s --local",
+			a.Release, rel.Status, rel.Revision, rel.Description, a.ResumeCommand())
+	}
+	if c.Identity.HelmRunning == nil {
+		return nil, exitcode.Withf(exitcode.LockHeld, "release %s revision %d (%s) is the hook-path upgrade with run token %q, and this process cannot tell whether its helm still runs: rerun after %s, or carry on now with %s --local",
+			a.Release, rel.Revision, rel.Status, run, run.Until.UTC().Format(time.RFC3339), a.ResumeCommand())
+	}
+	if pid, running := c.Identity.HelmRunning(run.Nonce); running {
+		return nil, exitcode.Withf(exitcode.LockHeld, "release %s revision %d (%s) is a hook-path upgrade of this rotation that is still running on this machine (pid %d): wait until it ends, then rerun: %s",
+			a.Release, rel.Revision, rel.Status, pid, a.ResumeCommand())
+	}
+	if run.Host != c.Identity.Host && obs.now.Before(run.Until) {
+		return nil, exitcode.Withf(exitcode.LockHeld, "release %s revision %d (%s) is a hook-path upgrade started on %s, whose helm may still run there until %s: rerun this on %s (it tells a dead helm from a live one), or here after %s; or carry on now without an upgrade: %s --local",
+			a.Release, rel.Revision, rel.Status, run.Host, run.Until.UTC().Format(time.RFC3339), run.Host, run.Until.UTC().Format(time.RFC3339), a.ResumeCommand())
+	}
+	fmt.Fprintf(c.ErrOut, "Release %s revision %d is %s, left by the hook-path upgrade with run token %q, whose helm no longer runs. Waiting for the hook Jobs it started to end ...\n", a.Release, rel.Revision, rel.Status, run)
+	deadline := c.now().Add(a.Timeout)
+	for {
+		active, err := obs.target.ActiveJobs(ctx, JobSelector)
+		if err != nil {
+			return nil, err
+		}
+		if len(active) == 0 {
+			break
+		}
+		if c.now().After(deadline) {
+			return nil, fmt.Errorf("the hook Jobs %s of the interrupted revision %d still run after %s: rerun when they have ended (kubectl -n %s get jobs -l %s): %s",
+				strings.Join(active, ", "), rel.Revision, a.Timeout, a.Namespace, JobSelector, a.ResumeCommand())
+		}
+		if err := c.sleep(ctx, 2*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	deleted, err := obs.target.DeletePendingRecord(ctx, c.Settings.Driver, a.Release, rel.Revision)
+	if err != nil {
+		return nil, err
+	}
+	if deleted {
+		fmt.Fprintf(c.ErrOut, "Deleted Helm's record of the interrupted revision %d: Helm forgets it, no object changed. Carrying the rotation on.\n", rel.Revision)
+	}
+	return c.observe(ctx, a.Target, a.Overrides)
+}
