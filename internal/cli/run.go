@@ -180,8 +180,12 @@ func printRotation(c *action.Config, a *action.Rotate, res action.RotateResult) 
 		if a.Local {
 			local = " --local"
 		}
-		fmt.Fprintf(c.Out, "Waiting: v%d is active; v%d stays until every token signed with it has expired.\nFinish after %s (in %s) with:\n  helm%s rotate-key %s%s%s\n",
-			res.State.To, res.State.From, res.Decision.Until.UTC().Format(time.RFC3339), res.Waiting, ns, a.Release, a.SecretFlag(), local)
+		stays := fmt.Sprintf("v%d stays until every token signed with it has expired", res.State.From)
+		if res.Keyring != nil && res.Keyring.Keys[res.State.From] == nil {
+			stays = fmt.Sprintf("v%d is gone already (its tokens are rejected); the retirement is recorded once the TTL has passed", res.State.From)
+		}
+		fmt.Fprintf(c.Out, "Waiting: v%d is active; %s.\nFinish after %s (in %s) with:\n  helm%s rotate-key %s%s%s\n",
+			res.State.To, stays, res.Decision.Until.UTC().Format(time.RFC3339), res.Waiting, ns, a.Release, a.SecretFlag(), local)
 		return exitcode.Withf(exitcode.Waiting, "rotation %s waits for the token TTL until %s", res.State.RotationID, res.Decision.Until.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(c.Out, "%s\n", res.Decision.Reason)

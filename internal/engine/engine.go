@@ -174,6 +174,14 @@ func (e *Engine) run(ctx context.Context, startRequested bool) (Result, error) {
 			}
 			e.preflown = true
 		}
+		if err := e.noStrays(ctx, secret, st, t); err != nil {
+			// The lock this run took with an earlier write goes back: the operator restarts the pods and reruns.
+			var v *keyring.Violation
+			if acted && errors.As(err, &v) {
+				v.Earlier = true
+			}
+			return res, errors.Join(err, e.release(ctx, secret))
+		}
 		switch err := e.act(ctx, secret, k, st, now, t, d); {
 		case apierrors.IsConflict(err) && attempt < MaxConflictRetries:
 			continue // someone wrote the Secret in between: observe again
@@ -215,9 +223,6 @@ func (e *Engine) observe(ctx context.Context) (*corev1.Secret, *keyring.Keyring,
 // consumers first; any other is one write, the lease going with it. A step that would be refused (a pinned
 // version, a broken invariant) is refused before the lock is taken: a refusal writes nothing.
 func (e *Engine) act(ctx context.Context, secret *corev1.Secret, k *keyring.Keyring, st rotation.State, now time.Time, t rotation.Transition, d rotation.Decision) error {
-	if err := e.noStrays(ctx, secret, st, t); err != nil {
-		return err
-	}
 	if t.Rollout != "" {
 		if err := keyring.Validate(secretName(secret), secret.Data); err != nil {
 			return err

@@ -53,7 +53,7 @@ func TestStepsRefusedWhileAPodNoRolloutRestartsReadsTheKeyring(t *testing.T) {
 		}
 	}
 	snapshot := func() string { sec := s.mustSecret(); return fmt.Sprint(sec.Annotations, sec.Data) }
-	refused := func(step string, phase rotation.Phase, keys string) {
+	refused := func(step string, phase rotation.Phase, keys string, wroteBefore bool) {
 		t.Helper()
 		for i := 0; i < 2; i++ { // the first run may carry the rotation up to the step; the second writes nothing
 			before := snapshot()
@@ -61,6 +61,12 @@ func TestStepsRefusedWhileAPodNoRolloutRestartsReadsTheKeyring(t *testing.T) {
 			var v *keyring.Violation
 			if !errors.As(err, &v) || v.Rule != keyring.RuleReadersKnown || !strings.Contains(err.Error(), "minter-1") {
 				t.Fatalf("%s must be refused naming the Job's pod: %v", step, err)
+			}
+			if lease := s.mustSecret().Annotations[rotation.AnnoLease]; lease != "" {
+				t.Fatalf("a refused %s must give the lock back (round 25: it was left to lapse): %s", step, lease)
+			}
+			if i == 0 && wroteBefore != strings.Contains(err.Error(), "this step wrote nothing") {
+				t.Fatalf("the refusal must say whether the run wrote earlier steps (it did: %v): %v", wroteBefore, err)
 			}
 			st, _ := rotation.ParseState(s.mustSecret().Annotations)
 			if st.Phase != phase || keyring.DataKeys(s.secretData()) != keys || i == 1 && snapshot() != before {
@@ -76,7 +82,7 @@ func TestStepsRefusedWhileAPodNoRolloutRestartsReadsTheKeyring(t *testing.T) {
 	if _, err := s.client.CoreV1().Pods(ns).UpdateStatus(ctx, ended, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	refused("the promotion", rotation.RolledOut, "active,key.v1,key.v2")
+	refused("the promotion", rotation.RolledOut, "active,key.v1,key.v2", true)
 	gone("minter-1")
 	job("minter-2", s.now.Add(time.Second)) // started after the add: it knows v2
 	res, err := run()
@@ -86,7 +92,7 @@ func TestStepsRefusedWhileAPodNoRolloutRestartsReadsTheKeyring(t *testing.T) {
 	gone("minter-2")
 	job("minter-1", res.State.PromotedAt.Add(-time.Second)) // a pod from before the promotion signs with v1
 	s.wait(res.State.RetireAfter.Sub(s.now) + time.Second)
-	refused("the retirement", rotation.Waiting, "active,key.v1,key.v2")
+	refused("the retirement", rotation.Waiting, "active,key.v1,key.v2", false)
 	gone("minter-1")
 	if res, err = run(); err != nil || res.State.Phase != rotation.Idle || keyring.DataKeys(s.secretData()) != "active,key.v2" {
 		t.Fatalf("with the pod gone v1 must be retired: %v %+v", err, res.State)

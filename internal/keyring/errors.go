@@ -23,10 +23,16 @@ type Violation struct {
 	Rule   Rule
 	Detail string
 	Fix    string
+	// Earlier: the run wrote earlier steps before this one was refused (they stand; this one wrote nothing).
+	Earlier bool
 }
 
 func (v *Violation) Error() string {
-	return fmt.Sprintf("keyring Secret %s breaks rule %q: %s; nothing was written. To fix: %s", v.Secret, v.Rule, v.Detail, v.Fix)
+	written := "nothing was written"
+	if v.Earlier {
+		written = "this step wrote nothing (the steps this run took before it stand)"
+	}
+	return fmt.Sprintf("keyring Secret %s breaks rule %q: %s; %s. To fix: %s", v.Secret, v.Rule, v.Detail, written, v.Fix)
 }
 
 func violation(secret string, rule Rule, detail, fix string) error {

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -26,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tracebloc/helm-rotate-key/internal/action/actiontest"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 	"github.com/tracebloc/helm-rotate-key/internal/testcluster"
@@ -397,11 +399,18 @@ func (p *runbookPass) helmRunning(t *testing.T) {
 
 // pendingUpgrade emulates a helm upgrade of the release that is running (or was killed) for Where am I?: a record
 // Secret carrying only Helm's labels, pending-upgrade. The returned function deletes it.
-func (p *runbookPass) pendingUpgrade(t *testing.T) func() {
+func (p *runbookPass) pendingUpgrade(t *testing.T) func() { return p.pendingHookUpgrade(t, "") }
+
+// pendingHookUpgrade is pendingUpgrade with a whole record whose values carry the plugin's run token (none: "").
+func (p *runbookPass) pendingHookUpgrade(t *testing.T, token string) func() {
 	t.Helper()
 	ctx := context.Background()
 	rec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sh.helm.release.v1." + p.release + ".v99", Namespace: p.ns,
 		Labels: map[string]string{"owner": "helm", "name": p.release, "status": "pending-upgrade", "version": "99"}}, Type: "helm.sh/release.v1"}
+	if token != "" {
+		rec = actiontest.ReleaseDescribed(p.release, 99, "pending-upgrade", "Preparing upgrade", map[string]any{"rotate-key": map[string]any{"rotation": map[string]any{"run": token}}})
+		rec.Namespace, rec.Type = p.ns, "helm.sh/release.v1"
+	}
 	if _, err := cluster.Client.CoreV1().Secrets(p.ns).Create(ctx, rec, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -512,6 +521,23 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	done()
 	if !strings.Contains(where, "next:    wait until that helm upgrade has ended") || !strings.Contains(where, "only if you know it was killed") || !strings.Contains(where, "--local, or by hand: block B2") {
 		t.Fatalf("Where am I? must say to wait, and how to carry on if the helm was killed:\n%s", where)
+	}
+	// Round 25: the plugin's own hook-path revision whose helm is gone (its run token names this machine, and no
+	// process carries it): not "most likely running" for 15 minutes, but cleared by the plugin's command (no
+	// --local). The same token from another machine, before its time: running.
+	host, _ := os.Hostname()
+	until := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	done = p.pendingHookUpgrade(t, "r-0badf00d rev 99 on "+host+" until "+until)
+	dead := p.pasteID(t, "WHERE", 0)
+	done()
+	done = p.pendingHookUpgrade(t, "r-0badf00d rev 99 on another-machine until "+until)
+	live := p.pasteID(t, "WHERE", 0)
+	done()
+	if !strings.Contains(dead, "whose helm no longer runs") || strings.Contains(dead, "most likely running") || !strings.Contains(dead, "rotate-key "+p.release+" --secret "+p.secret+" --yes, or by hand: block B2") {
+		t.Fatalf("Where am I? must name the plugin (without --local) for its own dead hook-path revision:\n%s", dead)
+	}
+	if !strings.Contains(live, "its helm is running now") || !strings.Contains(live, "next:    wait until that helm upgrade has ended") {
+		t.Fatalf("Where am I? must wait for a hook-path helm that may still run on another machine:\n%s", live)
 	}
 	p.refused(t, "B1", "the add block twice")
 	p.refused(t, "B3", "promote before the rollout")
