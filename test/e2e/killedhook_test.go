@@ -26,7 +26,7 @@ import (
 func TestKilledHookRotationResumes(t *testing.T) {
 	for _, major := range helmMajors() {
 		t.Run(fmt.Sprintf("helm%d", major), func(t *testing.T) {
-			parallel(t, 100*time.Second)
+			parallel(t, 110*time.Second)
 			ctx := context.Background()
 			h := newHelm(t, major)
 			ns := namespace(t, "killed", nil)
@@ -56,7 +56,7 @@ func TestKilledHookRotationResumes(t *testing.T) {
 			if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes"); exitCode(err) != 4 || !strings.Contains(out, "still running on this machine") {
 				t.Fatalf("a rerun while the hook-path helm runs must be refused (exit 4): exit %d\n%s", exitCode(err), out)
 			}
-			delay := time.Duration(rand.IntN(8000)) * time.Millisecond
+			delay := time.Duration(rand.IntN(20000)) * time.Millisecond // anywhere from the add to the promotion's rollout
 			time.Sleep(delay)
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // the machine died: the plugin and its helm at once
 			_ = cmd.Wait()

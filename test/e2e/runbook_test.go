@@ -114,7 +114,7 @@ func runbookPasses() []runbookPassSpec {
 		{"single-key", "c", 3, singleKey, false, 10 * time.Second, 0},
 		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 330 * time.Second, 0},
 		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second, 0},
-		{"emergency-plugin", "b", 3, emergencyPlugin, false, 720 * time.Second, 0},
+		{"emergency-plugin", "b", 3, emergencyPlugin, false, 780 * time.Second, 0},
 	}
 }
 
@@ -978,7 +978,7 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	p.shell.Env = append(p.shell.Env, "CHART="+runbookChart("runbook-plain"))
 	p.pasteID(t, "PRUNE", 0)
 	records := releaseKeyrings(t, p.ns, p.release, p.secret)
-	if len(records) != 1 || records[0] != "active,v9" {
+	if len(records) != 1 || records[0] != "active,v12" {
 		t.Fatalf("after PRUNE the release records must be one, holding only the live keyring: %v", records)
 	}
 	if where := p.pasteID(t, "WHERE", 0); strings.Contains(where, "PRUNE") {
