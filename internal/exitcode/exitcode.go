@@ -23,7 +23,8 @@ const (
 	// Waiting: a rotation is in progress and its next step is not due yet (the old key's retirement waits for the
 	// token TTL); nothing is wrong.
 	Waiting Code = 3
-	// LockHeld: another run holds the rotation lock; nothing was changed.
+	// LockHeld: another run holds the rotation lock, or the hook path's helm upgrade of the release may still run;
+	// nothing was changed.
 	LockHeld Code = 4
 	// Overdue: `check` found a rotation or retirement past its due date, or a retired version back in the keyring.
 	Overdue Code = 5
@@ -45,7 +46,7 @@ var Table = []Entry{
 	{Failure, "failure", "Unexpected error (API server unreachable, timeout, I/O); safe to retry."},
 	{Usage, "usage", "Bad command line: unknown flag, missing or extra argument, invalid value. Nothing changed."},
 	{Waiting, "waiting", "A rotation is in progress and its next step is not due yet (retirement waits for the token TTL)."},
-	{LockHeld, "lock-held", "Another run holds the rotation lock. Nothing changed."},
+	{LockHeld, "lock-held", "Another run holds the rotation lock, or a hook-path `helm upgrade` of the release may still run. Nothing changed."},
 	{Overdue, "overdue", "`check`: a rotation or a retirement is past its due date, or a retired key version is back in the keyring."},
 	{Refused, "refused", "Refused to protect the keyring: an invariant would break, or the upgrade guard found a violation. Nothing changed."},
 }
