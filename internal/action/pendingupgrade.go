@@ -99,7 +99,7 @@ func (a *Rotate) pendingHookUpgrade(ctx context.Context, c *Config, obs *observa
 		return nil, exitcode.Withf(exitcode.LockHeld, "release %s revision %d (%s) is the hook-path upgrade with run token %q, and this process cannot tell whether its helm still runs: rerun after %s, or carry on now with %s --local",
 			a.Release, rel.Revision, rel.Status, run, run.Until.UTC().Format(time.RFC3339), a.ResumeCommand())
 	}
-	if pid, running := c.Identity.HelmRunning(run.Nonce); running {
+	if pid, running := c.Identity.HelmRunning("r-" + run.Nonce); running {
 		return nil, exitcode.Withf(exitcode.LockHeld, "release %s revision %d (%s) is a hook-path upgrade of this rotation that is still running on this machine (pid %d): wait until it ends, then rerun: %s",
 			a.Release, rel.Revision, rel.Status, pid, a.ResumeCommand())
 	}

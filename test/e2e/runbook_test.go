@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -533,6 +534,19 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	done = p.pendingHookUpgrade(t, "r-0badf00d rev 99 on another-machine until "+until)
 	live := p.pasteID(t, "WHERE", 0)
 	done()
+	// On this machine, a process that carries the token (as the helm's --set-string argument does) is that helm.
+	helm := exec.Command("bash", "-c", "sleep 120", "r-0badf00d")
+	if err := helm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done = p.pendingHookUpgrade(t, "r-0badf00d rev 99 on "+host+" until "+until)
+	here := p.pasteID(t, "WHERE", 0)
+	done()
+	_ = helm.Process.Kill()
+	_ = helm.Wait()
+	if !strings.Contains(here, "its helm is running now") {
+		t.Fatalf("Where am I? must see the hook-path helm running on this machine:\n%s", here)
+	}
 	if !strings.Contains(dead, "whose helm no longer runs") || strings.Contains(dead, "most likely running") || !strings.Contains(dead, "rotate-key "+p.release+" --secret "+p.secret+" --yes, or by hand: block B2") {
 		t.Fatalf("Where am I? must name the plugin (without --local) for its own dead hook-path revision:\n%s", dead)
 	}
