@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -62,6 +63,13 @@ func (e *Engine) abort(ctx context.Context) (Result, error) {
 		if then, _ := rotation.Forward(t.Then); err == nil && then.Rollout != "" {
 			if fresh, ferr := e.Cluster.Secret(ctx); ferr != nil {
 				err = ferr
+			} else if serr := e.noStrays(ctx, fresh, revertedAt(st, w.next, t), then); serr != nil {
+				// The revert stands (active is back); the rollout waits until those pods are restarted.
+				var v *keyring.Violation
+				if t.Write != rotation.WriteNothing && errors.As(serr, &v) {
+					v.Earlier = true
+				}
+				return res, errors.Join(serr, e.release(ctx, fresh))
 			} else {
 				err = e.rollout(ctx, fresh, w.next)
 			}
@@ -77,4 +85,13 @@ func (e *Engine) abort(ctx context.Context) (Result, error) {
 		res.Decision = rotation.Decision{Step: rotation.StepNothing, Reason: "rotation aborted"}
 		return res, err
 	}
+}
+
+// revertedAt is the state whose transition time is the revert's: the one just written, or, when the abort only
+// resumes a rollout (already Reverted), the one stored.
+func revertedAt(stored, written rotation.State, t rotation.Transition) rotation.State {
+	if t.Write == rotation.WriteNothing {
+		return stored
+	}
+	return written
 }

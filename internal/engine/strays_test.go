@@ -101,3 +101,95 @@ func TestStepsRefusedWhileAPodNoRolloutRestartsReadsTheKeyring(t *testing.T) {
 		t.Fatalf("%d unexpired tokens rejected", s.rejected)
 	}
 }
+
+// The seventh attack on the traffic instrument: a bare signer that read v2 while it was active kept signing with it
+// after an abort set active back, ended between the abort's rollout and retire-after, and the retirement rejected its
+// tokens. The abort's rollout is now refused while such a pod runs (the revert itself stands), and resumes once it
+// is gone. And after an emergency's retirement, a verifier that read the leaked versions before it is refused too.
+func TestAbortAndEmergencyRefusedWhileAPodNoRolloutRestartsReadsTheKeyring(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t, 19)
+	s.advance(2 * time.Second)
+	if res, err := simEngine(s, "r1").Run(ctx, true); err != nil || res.State.Phase != rotation.Waiting {
+		t.Fatalf("to Waiting: %v %+v", err, res.State)
+	}
+	pod := func(name string) {
+		t.Helper()
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, CreationTimestamp: metav1.NewTime(s.now)},
+			Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "c", EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secret}}}}}}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+		if _, err := s.client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s.advance(2 * time.Second)
+	}
+	gone := func(name string) {
+		t.Helper()
+		if err := s.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod("signs-with-v2")
+	_, err := simEngine(s, "r1").Abort(ctx)
+	var v *keyring.Violation
+	st, _ := rotation.ParseState(s.mustSecret().Annotations)
+	if !errors.As(err, &v) || v.Rule != keyring.RuleReadersKnown || !strings.Contains(err.Error(), "signs-with-v2") || !strings.Contains(err.Error(), "this step wrote nothing") {
+		t.Fatalf("the abort's rollout must be refused naming the pod: %v", err)
+	}
+	if st.Phase != rotation.Reverted || string(s.secretData()["active"]) != "v1" || s.mustSecret().Annotations[rotation.AnnoLease] != "" {
+		t.Fatalf("the revert stands, the lock goes back: %+v active %s lease %q", st, s.secretData()["active"], s.mustSecret().Annotations[rotation.AnnoLease])
+	}
+	gone("signs-with-v2")
+	pod("started-after-the-revert") // reads active=v1: no reason to wait
+	res, err := simEngine(s, "r1").Abort(ctx)
+	if err != nil || res.State.Phase != rotation.Waiting || res.State.From != 2 {
+		t.Fatalf("with the pod gone the abort's rollout must go on: %v %+v", err, res.State)
+	}
+	gone("started-after-the-revert")
+	s.wait(res.State.RetireAfter.Sub(s.now) + time.Second)
+	if res, err = simEngine(s, "r1").Run(ctx, false); err != nil || res.State.Phase != rotation.Idle {
+		t.Fatalf("the aborted v2 must be retired after its TTL: %v %+v", err, res.State)
+	}
+
+	if s.rejected > 0 {
+		t.Fatalf("%d unexpired tokens rejected", s.rejected)
+	}
+
+	// An emergency: a pod from before its add does not know the fresh key.
+	s.rejectedKid = map[string]int{}
+	e := simEngine(s, "e1")
+	e.Emergency = "INC-1: leaked"
+	e.Poll = time.Second
+	s.advance(2 * time.Second)
+	pod("verifies-with-leaked")
+	if _, err := e.Run(ctx, false); !errors.As(err, &v) || v.Rule != keyring.RuleReadersKnown {
+		t.Fatalf("an emergency must not promote while a pod from before its add runs: %v", err)
+	}
+	gone("verifies-with-leaked")
+	e = simEngine(s, "e1")
+	e.Emergency = "INC-1: leaked"
+	res, err = e.Run(ctx, false)
+	if err != nil || res.State.Phase != rotation.Idle || keyring.DataKeys(s.secretData()) != "active,key.v3" {
+		t.Fatalf("the emergency must finish once the pod is gone: %v %+v %s", err, res.State, keyring.DataKeys(s.secretData()))
+	}
+	if s.rejectedKid["v3"] > 0 {
+		t.Fatalf("%d tokens signed with the fresh key rejected", s.rejectedKid["v3"])
+	}
+}
+
+// After an emergency's retirement a pod that read the keyring before it still trusts the leaked versions: the
+// rollout that finishes the emergency waits for it. After a normal retirement nothing needs that (the retired
+// version's tokens have expired).
+func TestReadersAfterTheRetirementOnlyForAnEmergency(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	tr, _ := rotation.Forward(rotation.Retired)
+	if tr.Readers == nil {
+		t.Fatal("the rollout after the retirement has no readers rule")
+	}
+	if since, _ := tr.Readers(rotation.State{Phase: rotation.Retired, From: 1, To: 2, RetiredAt: t0}); !since.IsZero() {
+		t.Fatalf("after a normal retirement no pod needs restarting: %s", since)
+	}
+	if since, why := tr.Readers(rotation.State{Phase: rotation.Retired, From: 1, To: 2, RetiredAt: t0, Emergency: "INC-1"}); !since.Equal(t0) || !strings.Contains(why, "leaked") {
+		t.Fatalf("after an emergency's retirement every pod from before it: %s %q", since, why)
+	}
+}

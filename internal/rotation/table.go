@@ -166,7 +166,8 @@ var Table = []Transition{
 			return fmt.Sprintf("v%d could be retired since %s and is still trusted", s.From, s.RetireAfter.UTC().Format(time.RFC3339))
 		}},
 	{From: Retired, Step: StepRollout, Rollout: "after-retire", Active: "to", Write: WriteFinish, Then: Idle, Event: "RotationFinished", Hooks: []string{"retire", "rollout"},
-		Plan: []string{"{restart}", "record the next rotation's due date"},
+		Plan:    []string{"{restart}", "record the next rotation's due date"},
+		Readers: readersSinceLeakRetired,
 		Reason: func(s State) string {
 			if s.Emergency != "" {
 				return fmt.Sprintf("every version but v%d is removed: restart the consumers so no running process still trusts a leaked one", s.To)
@@ -174,7 +175,8 @@ var Table = []Transition{
 			return fmt.Sprintf("v%d is removed: restart the consumers so no running process still trusts it", s.From)
 		}},
 	{From: Reverted, Step: StepRollout, Rollout: "after-revert", Active: "from", Write: WriteScheduleReturn, Then: Waiting, Event: "RotationAborted", Hooks: []string{"rollout", "retire"},
-		Plan: []string{"{restart}", "stop: {to} stays until now + TTL + clock-skew margin ({ttl} + {skew}), then it is retired"},
+		Plan:    []string{"{restart}", "stop: {to} stays until now + TTL + clock-skew margin ({ttl} + {skew}), then it is retired"},
+		Readers: readersSinceRevert,
 		Reason: func(s State) string {
 			return fmt.Sprintf("the rotation was aborted and v%d is active again: restart the consumers so no signer keeps using v%d", s.From, s.To)
 		}},
@@ -209,6 +211,23 @@ func readersSinceAdd(s State) (time.Time, string) {
 // after the TTL counted from the rollout has passed and v(N) is retired.
 func readersSincePromotion(s State) (time.Time, string) {
 	return s.PromotedAt, fmt.Sprintf("started before v%d was promoted, so a signer among them signs with v%d until it restarts, also after v%d's retirement", s.To, s.From, s.From)
+}
+
+// readersSinceRevert: a pod that read the keyring before the abort set `active` back signs with the aborted
+// version until it restarts, also after that version's retirement (found by the seventh attack on the traffic
+// instrument: a bare signer ended between the rollout and retire-after, and the retirement rejected its tokens).
+func readersSinceRevert(s State) (time.Time, string) {
+	return s.TransitionAt, fmt.Sprintf("started before the abort set active back to v%d, so a signer among them signs with v%d until it restarts, also after v%d's retirement", s.From, s.To, s.To)
+}
+
+// readersSinceLeakRetired: after an emergency's retirement a pod that read the keyring before it still trusts the
+// leaked versions, and would accept tokens forged with them, until it restarts. Retiring a version that did not
+// leak needs no such restart: its tokens have expired.
+func readersSinceLeakRetired(s State) (time.Time, string) {
+	if s.Emergency == "" {
+		return time.Time{}, ""
+	}
+	return s.RetiredAt, "started before the leaked versions were retired, so a verifier among them accepts tokens forged with them until it restarts"
 }
 
 // undoesAnEmergency refuses to abort an emergency rotation: before its promotion the abort would leave the leaked

@@ -115,7 +115,7 @@ func runbookPasses() []runbookPassSpec {
 		{"single-key", "c", 3, singleKey, false, 10 * time.Second, 0},
 		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 330 * time.Second, 0},
 		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second, 0},
-		{"emergency-plugin", "b", 3, emergencyPlugin, false, 780 * time.Second, 0},
+		{"emergency-plugin", "b", 3, emergencyPlugin, false, 810 * time.Second, 0},
 	}
 }
 

@@ -13,7 +13,10 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/ptr"
 
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 
@@ -385,6 +388,65 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 			t.Fatalf("after retiring the aborted version: keys %v active %s", keys, active)
 		}
 		assertNoTokenRejected(t, "abort after the promotion", run.Stop(), "v1", "v2")
+	})
+	t.Run("abort-with-a-signer-no-rollout-restarts", func(t *testing.T) {
+		// The seventh attack on the instrument: a bare signer (a Job's, say) that read active=v2 keeps signing with
+		// it after the abort; it ended between the abort's rollout and retire-after, and the retirement rejected
+		// 473 of its live tokens. The abort's rollout now waits for it: refused, naming it, until it is gone.
+		ctx := context.Background()
+		h, ns, run := trafficSubtest(t, 330*time.Second, 4, "traffic-abort-stray", testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "env"}, true)
+		signer, _ := exampleApps("app")
+		pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(signer).String()})
+		if err != nil || len(pods.Items) == 0 {
+			t.Fatalf("signer pods: %v %d", err, len(pods.Items))
+		}
+		stray := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "stray-signer", Labels: map[string]string{}}, Spec: *pods.Items[0].Spec.DeepCopy()}
+		for k, v := range pods.Items[0].Labels {
+			stray.Labels[k] = v
+		}
+		delete(stray.Labels, "pod-template-hash")
+		stray.Labels["app.kubernetes.io/instance"] = "stray" // not the Deployment's pod; the signer Service still sends it traffic
+		stray.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1)
+		svc, err := cluster.Client.CoreV1().Services(ns).Get(ctx, "traffic-signer", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		delete(svc.Spec.Selector, "app.kubernetes.io/instance")
+		if _, err := cluster.Client.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, stray, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Second) // it starts, reads active=v2, becomes ready and signs
+		out, err := h.Run(ctx, "-n", ns, "rotate-key", "abort", "app", "--yes", "--local")
+		if exitCode(err) != 6 || !strings.Contains(out, "stray-signer") || !strings.Contains(out, "every-reader-restarted") {
+			t.Fatalf("the abort's rollout must be refused while the stray v2 signer runs (exit 6): exit %d\n%s", exitCode(err), out)
+		}
+		if _, active, st := secretState(t, ns); st.Phase != rotation.Reverted || active != "v1" {
+			t.Fatalf("the revert stands while the rollout waits: phase %s active %s", st.Phase, active)
+		}
+		time.Sleep(10 * time.Second) // it signs with v2 after the revert too
+		ended := time.Now()
+		if err := cluster.Client.CoreV1().Pods(ns).Delete(ctx, stray.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1)}); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, ns, stray.Name)
+		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "abort", "app", "--yes", "--local"); err != nil && exitCode(err) != 3 {
+			t.Fatalf("the abort's rollout once the stray is gone: %v\n%s", err, out)
+		}
+		_, _, st := secretState(t, ns)
+		if st.Phase != rotation.Waiting || !st.RetireAfter.After(ended.Add(60*time.Second)) {
+			t.Fatalf("v2 must wait until the stray's last tokens expire (ended %s): phase %s retire-after %s", ended.UTC().Format(time.RFC3339), st.Phase, st.RetireAfter.Format(time.RFC3339))
+		}
+		time.Sleep(time.Until(st.RetireAfter) + time.Second)
+		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); err != nil {
+			t.Fatalf("run after the aborted version's TTL: %v\n%s", err, out)
+		}
+		if keys, active, _ := secretState(t, ns); fmt.Sprint(keys) != "[key.v1]" || active != "v1" {
+			t.Fatalf("after retiring the aborted version: keys %v active %s", keys, active)
+		}
+		assertNoTokenRejected(t, "abort with a signer no rollout restarts", run.Stop(), "v1", "v2")
 	})
 }
 
