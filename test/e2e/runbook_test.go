@@ -535,7 +535,7 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	live := p.pasteID(t, "WHERE", 0)
 	done()
 	// On this machine, a process that carries the token (as the helm's --set-string argument does) is that helm.
-	helm := exec.Command("bash", "-c", "sleep 120", "r-0badf00d")
+	helm := exec.Command("bash", "-c", "sleep 120; true", "r-0badf00d") // two commands: bash stays, its argv with it
 	if err := helm.Start(); err != nil {
 		t.Fatal(err)
 	}
