@@ -186,6 +186,11 @@ func (e *Engine) run(ctx context.Context, startRequested bool) (Result, error) {
 		case apierrors.IsConflict(err) && attempt < MaxConflictRetries:
 			continue // someone wrote the Secret in between: observe again
 		case err != nil:
+			var v *keyring.Violation
+			if errors.As(err, &v) { // refused before its write: the lock an earlier write took goes back
+				v.Earlier = acted
+				return res, errors.Join(err, e.release(ctx, secret))
+			}
 			return res, err
 		}
 		acted = true

@@ -193,3 +193,42 @@ func TestReadersAfterTheRetirementOnlyForAnEmergency(t *testing.T) {
 		t.Fatalf("after an emergency's retirement every pod from before it: %s %q", since, why)
 	}
 }
+
+// The eighth attack: the promotion is refused while a consumer reads the keyring only through data keys it names
+// and not the new version's (it would reject that version's tokens); the lock goes back, and once its template
+// names the new key too the rotation goes on.
+func TestPromotionRefusedWhileAConsumerCannotReadTheNewVersion(t *testing.T) {
+	ctx := context.Background()
+	s := newSim(t, 23)
+	s.advance(2 * time.Second)
+	items := func(keys ...string) {
+		t.Helper()
+		d, err := s.client.AppsV1().Deployments(ns).Get(ctx, "verifier", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ks []corev1.KeyToPath
+		for _, k := range keys {
+			ks = append(ks, corev1.KeyToPath{Key: k, Path: k})
+		}
+		d.Spec.Template.Spec.Containers[0].EnvFrom = nil
+		d.Spec.Template.Spec.Volumes = []corev1.Volume{{Name: "keys", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret, Items: ks}}}}
+		if _, err := s.client.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	items("key.v1", "active")
+	_, err := simEngine(s, "r1").Run(ctx, true)
+	var v *keyring.Violation
+	if !errors.As(err, &v) || v.Rule != keyring.RuleReadable || !strings.Contains(err.Error(), "Deployment/verifier") || !strings.Contains(err.Error(), "key.v2") {
+		t.Fatalf("the promotion must be refused naming the verifier and key.v2: %v", err)
+	}
+	st, _ := rotation.ParseState(s.mustSecret().Annotations)
+	if st.Phase != rotation.RolledOut || string(s.secretData()["active"]) != "v1" || s.mustSecret().Annotations[rotation.AnnoLease] != "" {
+		t.Fatalf("refused before the promotion, lock given back: %s active %s lease %q", st.Phase, s.secretData()["active"], s.mustSecret().Annotations[rotation.AnnoLease])
+	}
+	items("key.v1", "key.v2", "active")
+	if res, err := simEngine(s, "r1").Run(ctx, false); err != nil || res.State.Phase != rotation.Waiting {
+		t.Fatalf("once the verifier names key.v2 the rotation must go on: %v %+v", err, res.State)
+	}
+}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,6 +55,19 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 			}
 		}
 	case rotation.WritePromote:
+		consumers, err := e.consumers(ctx)
+		if err != nil {
+			return w, err
+		}
+		if blind := rotation.Blind(consumers, k.Names[st.To]); len(blind) > 0 {
+			var names []string
+			for _, c := range blind {
+				names = append(names, c.String())
+			}
+			return w, &keyring.Violation{Secret: k.Secret, Rule: keyring.RuleReadable,
+				Detail: fmt.Sprintf("%s read the keyring only through the data keys they name (volume items, secretKeyRef), not %s: promoted, %s would be unknown to them", strings.Join(names, ", "), k.Names[st.To], keyring.Kid(st.To)),
+				Fix:    fmt.Sprintf("make each read the whole keyring (a volume without items, or envFrom) or add %s to its items, let it roll out, then rerun", k.Names[st.To])}
+		}
 		c, err := k.Promote(st.To)
 		if err != nil {
 			return w, err

@@ -15,6 +15,7 @@ const (
 	RuleTransition    Rule = "valid-transition"
 	RuleRetiredStays  Rule = "retired-versions-stay-retired"
 	RuleReadersKnown  Rule = "every-reader-restarted"
+	RuleReadable      Rule = "every-consumer-reads-the-new-version"
 )
 
 // Violation is a broken invariant. Its message names the Secret, the rule and what to do; never key bytes.

@@ -12,13 +12,13 @@ import (
 )
 
 // references reports whether a pod template reads the Secret (volume, projected volume, env valueFrom, envFrom),
-// and which of its data keys it names explicitly (those versions are pinned: never retired).
-func references(spec *corev1.PodSpec, secret string) (bool, []string) {
-	found := false
-	var pinned []string
+// which of its data keys it names explicitly (those versions are pinned: never retired), and whether it reads every
+// data key (a volume or projected source without items, or envFrom): otherwise it sees only the ones it names.
+func references(spec *corev1.PodSpec, secret string) (found bool, pinned []string, whole bool) {
 	for _, v := range spec.Volumes {
 		if v.Secret != nil && v.Secret.SecretName == secret {
 			found = true
+			whole = whole || len(v.Secret.Items) == 0
 			for _, it := range v.Secret.Items {
 				pinned = append(pinned, it.Key)
 			}
@@ -27,6 +27,7 @@ func references(spec *corev1.PodSpec, secret string) (bool, []string) {
 			for _, src := range v.Projected.Sources {
 				if src.Secret != nil && src.Secret.Name == secret {
 					found = true
+					whole = whole || len(src.Secret.Items) == 0
 					for _, it := range src.Secret.Items {
 						pinned = append(pinned, it.Key)
 					}
@@ -43,12 +44,12 @@ func references(spec *corev1.PodSpec, secret string) (bool, []string) {
 		}
 		for _, from := range c.EnvFrom {
 			if from.SecretRef != nil && from.SecretRef.Name == secret {
-				found = true
+				found, whole = true, true
 			}
 		}
 	}
 	sort.Strings(pinned)
-	return found, pinned
+	return found, pinned, whole
 }
 
 // Consumers returns the workloads named in refs, or, when refs is empty, every Deployment, StatefulSet and
@@ -89,12 +90,12 @@ func (k *Keyring) consumers(ctx context.Context, refs []rotation.ConsumerRef) ([
 		if err != nil {
 			return err
 		}
-		ok, pinned := references(spec, k.SecretName)
+		ok, pinned, whole := references(spec, k.SecretName)
 		if !ok && mustReference {
 			return fmt.Errorf("consumer %s/%s does not reference Secret %s in its pod template: check the consumers setting", ref.Kind, ref.Name, k.SecretName)
 		}
 		if ok || mustReference {
-			out = append(out, rotation.Consumer{Ref: ref, Pinned: pinned})
+			out = append(out, rotation.Consumer{Ref: ref, Pinned: pinned, Whole: whole})
 			states = append(states, w)
 		}
 		return nil

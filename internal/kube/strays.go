@@ -35,7 +35,7 @@ func straysOf(pods []corev1.Pod, secret string, consumers []rotation.ConsumerRef
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || p.CreationTimestamp.Time.After(cutoff) {
 			continue
 		}
-		if reads, _ := references(&p.Spec, secret); !reads || ownedByConsumer(p, consumers) {
+		if reads, _, _ := references(&p.Spec, secret); !reads || ownedByConsumer(p, consumers) {
 			continue
 		}
 		out = append(out, p.Name)

@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
@@ -13,6 +14,22 @@ type Consumer struct {
 	// Pinned lists the keyring data keys the pod template names explicitly (secretKeyRef.key, volume items[].key):
 	// those versions are never retired.
 	Pinned []string
+	// Whole: the pod template reads every data key (a volume without items, envFrom); otherwise only Pinned.
+	Whole bool
+}
+
+// Blind returns the consumers that cannot read data key name: they read the keyring only through the data keys
+// they name, and not this one. Promoting a version they cannot read would make their signers fail and their
+// verifiers reject its tokens (found by the eighth attack on the traffic instrument: a verifier mounting items
+// key.v1 and active rejected every v2 token from the promotion on).
+func Blind(consumers []Consumer, name string) []ConsumerRef {
+	var out []ConsumerRef
+	for _, c := range consumers {
+		if !c.Whole && !slices.Contains(c.Pinned, name) {
+			out = append(out, c.Ref)
+		}
+	}
+	return out
 }
 
 // RolloutStatus is one consumer's progress towards "no pod from before the restart is left".

@@ -330,3 +330,20 @@ func TestClockSkewMargin(t *testing.T) {
 		}
 	}
 }
+
+// The eighth attack on the traffic instrument: a verifier mounting only items key.v1 and active rejected every v2
+// token from the promotion on. A consumer that reads only the data keys it names cannot read a version it does not
+// name.
+func TestBlindConsumers(t *testing.T) {
+	consumers := []Consumer{
+		{Ref: ConsumerRef{Kind: "Deployment", Name: "whole"}, Whole: true, Pinned: []string{"active"}},
+		{Ref: ConsumerRef{Kind: "Deployment", Name: "pins-old"}, Pinned: []string{"active", "key.v1"}},
+		{Ref: ConsumerRef{Kind: "StatefulSet", Name: "pins-new"}, Pinned: []string{"active", "key.v1", "key.v2"}},
+	}
+	if got := fmt.Sprint(Blind(consumers, "key.v2")); got != "[Deployment/pins-old]" {
+		t.Fatalf("blind to key.v2: %s", got)
+	}
+	if got := Blind(consumers[:1], "key.v9"); len(got) != 0 {
+		t.Fatalf("a consumer that reads the whole keyring reads every version: %v", got)
+	}
+}

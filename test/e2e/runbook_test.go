@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -601,7 +602,25 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	p.pasteID(t, "B1", 0)
 	p.pasteID(t, "B2", 0)
 	p.refused(t, "B2", "the rollout twice")
+	// The eighth attack on the traffic instrument: a verifier that mounts only the items key.v1 and active cannot
+	// read v3, and rejects its tokens once it is promoted: B3 refuses while one reads the keyring that way.
+	labels := map[string]string{"app": "pinned-verifier"}
+	pinned := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "pinned-verifier", Namespace: p.ns}, Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1),
+		Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}}, Containers: []corev1.Container{{Name: "v", Image: "verifier"}},
+			Volumes: []corev1.Volume{{Name: "keys", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: p.secret,
+				Items: []corev1.KeyToPath{{Key: "key.v1", Path: "key.v1"}, {Key: "active", Path: "active"}}}}}}}}}}
+	if _, err := cluster.Client.AppsV1().Deployments(p.ns).Create(ctx, pinned, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	before := p.snapshot(t)
+	if out := p.pasteID(t, "B3", 1); !strings.Contains(out, "deployment/pinned-verifier read the keyring only through the data keys they name") || p.snapshot(t) != before {
+		t.Fatalf("B3 must refuse while a consumer cannot read the new version, and change nothing:\n%s", out)
+	}
+	if err := cluster.Client.AppsV1().Deployments(p.ns).Delete(ctx, pinned.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before = p.snapshot(t)
 	if out := p.pasteID(t, "B3", 1); !strings.Contains(out, "stray-verifier") || p.snapshot(t) != before {
 		t.Fatalf("B3 must refuse, naming the pod no block restarts, and change nothing:\n%s", out)
 	}

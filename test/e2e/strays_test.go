@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 )
 
@@ -67,5 +69,43 @@ func TestPodsNoRolloutRestartsBlockThePromotion(t *testing.T) {
 	}
 	if state, _ := endState(t, ns); !strings.HasPrefix(state, "Waiting keys=active,key.v1,key.v2 active=v2") {
 		t.Fatalf("after the rerun: %s", state)
+	}
+}
+
+// TestConsumerThatCannotReadTheNewVersionBlocksThePromotion (the eighth attack on the traffic instrument): a
+// verifier that mounts only the items key.v1 and active rejected every v2 token from the promotion on (1,842 live
+// tokens under real traffic). The run now stops before promoting (exit 6, naming it); once its template names key.v2
+// too and has rolled out, the rerun promotes.
+func TestConsumerThatCannotReadTheNewVersionBlocksThePromotion(t *testing.T) {
+	parallel(t, 40*time.Second)
+	ctx := context.Background()
+	ns := namespace(t, "blind", nil)
+	fixture(t, ns)
+	items := func(keys ...string) {
+		t.Helper()
+		var ks []string
+		for _, k := range keys {
+			ks = append(ks, fmt.Sprintf(`{"key":%q,"path":%q}`, k, k))
+		}
+		patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"volumes":[{"name":"keys","secret":{"secretName":"app-requests-proxy-admin","items":[%s]}}]}}}}`, strings.Join(ks, ","))
+		if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctx, "verifier", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	items("key.v1", "active")
+	run := func() (string, int) {
+		out, err := exec.Command(cluster.Binary, "--kubeconfig", cluster.Kubeconfig, "-n", ns, "run", "app", "--yes", "--timeout", "2m").CombinedOutput()
+		return string(out), exitCode(err)
+	}
+	out, code := run()
+	if code != 6 || !strings.Contains(out, "every-consumer-reads-the-new-version") || !strings.Contains(out, "Deployment/verifier") {
+		t.Fatalf("the promotion must be refused naming the verifier (exit 6), got exit %d:\n%s", code, out)
+	}
+	if state, _ := endState(t, ns); !strings.HasPrefix(state, "RolledOut keys=active,key.v1,key.v2 active=v1") {
+		t.Fatalf("refused before the promotion: %s", state)
+	}
+	items("key.v1", "key.v2", "active")
+	if out, code := run(); code != 3 {
+		t.Fatalf("once the verifier names key.v2 the run must promote and wait (exit 3), got exit %d:\n%s", code, out)
 	}
 }

@@ -394,7 +394,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		// it after the abort; it ended between the abort's rollout and retire-after, and the retirement rejected
 		// 473 of its live tokens. The abort's rollout now waits for it: refused, naming it, until it is gone.
 		ctx := context.Background()
-		h, ns, run := trafficSubtest(t, 330*time.Second, 4, "traffic-abort-stray", testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "env"}, true)
+		h, ns, run := trafficSubtest(t, 400*time.Second, 4, "traffic-abort-stray", testcluster.TokenApp{SignerKeys: "env", VerifierKeys: "env"}, true)
 		signer, _ := exampleApps("app")
 		pods, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(signer).String()})
 		if err != nil || len(pods.Items) == 0 {
@@ -426,7 +426,10 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		if _, active, st := secretState(t, ns); st.Phase != rotation.Reverted || active != "v1" {
 			t.Fatalf("the revert stands while the rollout waits: phase %s active %s", st.Phase, active)
 		}
-		time.Sleep(10 * time.Second) // it signs with v2 after the revert too
+		// It signs with v2 for longer than the TTL after the revert: without the check, the abort's rollout would
+		// have ended then, and its last tokens would outlive a retire-after counted from that end (the eighth attack:
+		// with 10 s here the traffic passed the missing check).
+		time.Sleep(75 * time.Second)
 		ended := time.Now()
 		if err := cluster.Client.CoreV1().Pods(ns).Delete(ctx, stray.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1)}); err != nil {
 			t.Fatal(err)
@@ -436,7 +439,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 			t.Fatalf("the abort's rollout once the stray is gone: %v\n%s", err, out)
 		}
 		_, _, st := secretState(t, ns)
-		if st.Phase != rotation.Waiting || !st.RetireAfter.After(ended.Add(60*time.Second)) {
+		if st.Phase != rotation.Waiting || !st.RetireAfter.After(ended.Add(120*time.Second)) { // its last tokens: + TTL + margin
 			t.Fatalf("v2 must wait until the stray's last tokens expire (ended %s): phase %s retire-after %s", ended.UTC().Format(time.RFC3339), st.Phase, st.RetireAfter.Format(time.RFC3339))
 		}
 		time.Sleep(time.Until(st.RetireAfter) + time.Second)
