@@ -51,7 +51,7 @@ type Config struct {
 type Identity struct {
 	Holder, Actor string
 	HolderAlive   func(holder string) bool
-	// Host is this machine's name; HelmRunning finds a process of this machine whose command line holds token (the
+	// Host names this machine (host name and process namespace); HelmRunning finds a process of this machine whose command line holds token (the
 	// run token of a hook-path upgrade): its pid, and whether there is one. nil: assume one runs.
 	Host        string
 	HelmRunning func(token string) (pid int, running bool)

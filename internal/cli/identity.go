@@ -53,7 +53,7 @@ func NewConfig(settings *helmenv.Settings, streams Streams, getenv func(string) 
 		Out:           streams.Out,
 		ErrOut:        streams.ErrOut,
 		IsTerminal:    func() bool { return term.IsTerminal(int(os.Stdin.Fd())) },
-		Identity:      action.Identity{Holder: holder, Actor: action.ActorOf(holder), HolderAlive: holderAlive, Host: hostname(), HelmRunning: processWith},
+		Identity:      action.Identity{Holder: holder, Actor: action.ActorOf(holder), HolderAlive: holderAlive, Host: machine(), HelmRunning: processWith},
 		Rand:          rand.Reader,
 		NewRotationID: newRotationID,
 		Getenv:        getenv,
@@ -105,9 +105,18 @@ func newRotationID(now time.Time) string {
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
 }
 
-func hostname() string {
+// machine names this machine in a hook-path run token: its host name and its process namespace, so that a
+// container sharing the host's name (whose processes it cannot see) does not read another one's helm as dead.
+// The runbook's Where am I? builds the same ("$(uname -n)~<digits of /proc/self/ns/pid>").
+func machine() string {
 	host, _ := os.Hostname()
-	return host
+	ns, _ := os.Readlink("/proc/self/ns/pid")
+	return host + "~" + strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, ns)
 }
 
 // processWith finds a process of this machine, other than this one, whose command line holds token (the helm a

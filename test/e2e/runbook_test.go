@@ -528,6 +528,8 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	// process carries it): not "most likely running" for 15 minutes, but cleared by the plugin's command (no
 	// --local). The same token from another machine, before its time: running.
 	host, _ := os.Hostname()
+	pidNS, _ := os.Readlink("/proc/self/ns/pid")
+	host += "~" + strings.Trim(pidNS, "pid:[]") // the machine as the plugin names it
 	until := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	done = p.pendingHookUpgrade(t, "r-0badf00d rev 99 on "+host+" until "+until)
 	dead := p.pasteID(t, "WHERE", 0)
