@@ -380,13 +380,7 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 			t.Fatal("the revert to v1 was not seen")
 		}
 		assertRetireAfterOutlivesOldPods(t, ns, rec, reverted, "v2")
-		time.Sleep(time.Until(st.RetireAfter) + time.Second)
-		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); err != nil {
-			t.Fatalf("run after the aborted version's TTL: %v\n%s", err, out)
-		}
-		if keys, active, _ := secretState(t, ns); fmt.Sprint(keys) != "[key.v1]" || active != "v1" {
-			t.Fatalf("after retiring the aborted version: keys %v active %s", keys, active)
-		}
+		retireAborted(t, h, ns, st.RetireAfter)
 		assertNoTokenRejected(t, "abort after the promotion", run.Stop(), "v1", "v2")
 	})
 	t.Run("abort-with-a-signer-no-rollout-restarts", func(t *testing.T) {
@@ -442,15 +436,21 @@ func TestTrafficEmergencyAndAborts(t *testing.T) {
 		if st.Phase != rotation.Waiting || !st.RetireAfter.After(ended.Add(120*time.Second)) { // its last tokens: + TTL + margin
 			t.Fatalf("v2 must wait until the stray's last tokens expire (ended %s): phase %s retire-after %s", ended.UTC().Format(time.RFC3339), st.Phase, st.RetireAfter.Format(time.RFC3339))
 		}
-		time.Sleep(time.Until(st.RetireAfter) + time.Second)
-		if out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--local", "--yes"); err != nil {
-			t.Fatalf("run after the aborted version's TTL: %v\n%s", err, out)
-		}
-		if keys, active, _ := secretState(t, ns); fmt.Sprint(keys) != "[key.v1]" || active != "v1" {
-			t.Fatalf("after retiring the aborted version: keys %v active %s", keys, active)
-		}
+		retireAborted(t, h, ns, st.RetireAfter)
 		assertNoTokenRejected(t, "abort with a signer no rollout restarts", run.Stop(), "v1", "v2")
 	})
+}
+
+// retireAborted waits until retireAfter and runs the plugin, which must retire the aborted v2 and leave v1 alone.
+func retireAborted(t *testing.T, h *testcluster.Helm, ns string, retireAfter time.Time) {
+	t.Helper()
+	time.Sleep(time.Until(retireAfter) + time.Second)
+	if out, err := h.Run(context.Background(), "-n", ns, "rotate-key", "app", "--local", "--yes"); err != nil {
+		t.Fatalf("run after the aborted version's TTL: %v\n%s", err, out)
+	}
+	if keys, active, _ := secretState(t, ns); fmt.Sprint(keys) != "[key.v1]" || active != "v1" {
+		t.Fatalf("after retiring the aborted version: keys %v active %s", keys, active)
+	}
 }
 
 // TestTrafficControls are the careless operator's rotations the product exists to prevent, done by hand with
