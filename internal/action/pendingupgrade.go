@@ -104,8 +104,12 @@ func (a *Rotate) pendingHookUpgrade(ctx context.Context, c *Config, obs *observa
 			a.Release, rel.Revision, rel.Status, pid, a.ResumeCommand())
 	}
 	if run.Host != c.Identity.Host && obs.now.Before(run.Until) {
-		return nil, exitcode.Withf(exitcode.LockHeld, "release %s revision %d (%s) is a hook-path upgrade started on %s, whose helm may still run there until %s: rerun this on %s (it tells a dead helm from a live one), or here after %s; or carry on now without an upgrade: %s --local",
-			a.Release, rel.Revision, rel.Status, run.Host, run.Until.UTC().Format(time.RFC3339), run.Host, run.Until.UTC().Format(time.RFC3339), a.ResumeCommand())
+		way := "or carry on now without an upgrade: " + a.ResumeCommand() + " --local"
+		if !obs.state.InProgress() { // nothing to carry on; a --local run could start a rotation
+			way = "the keyring needs nothing meanwhile; once that helm is surely gone, the runbook's block \"A laptop died during the rotation (Part A)\" clears the revision"
+		}
+		return nil, exitcode.Withf(exitcode.LockHeld, "release %s revision %d (%s) is a hook-path upgrade started on machine %s (host name~process namespace; this process runs on %s: another machine, or another process namespace of it), whose helm may still run there until %s: rerun this where it started (it tells a dead helm from a live one), or here after %s; %s",
+			a.Release, rel.Revision, rel.Status, run.Host, c.Identity.Host, run.Until.UTC().Format(time.RFC3339), run.Until.UTC().Format(time.RFC3339), way)
 	}
 	fmt.Fprintf(c.ErrOut, "Release %s revision %d is %s, left by the hook-path upgrade with run token %q, whose helm no longer runs. Waiting for the hook Jobs it started to end ...\n", a.Release, rel.Revision, rel.Status, run)
 	deadline := c.now().Add(a.Timeout)

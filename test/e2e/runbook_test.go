@@ -547,13 +547,13 @@ func outOfOrder(t *testing.T, p *runbookPass) {
 	done()
 	_ = helm.Process.Kill()
 	_ = helm.Wait()
-	if !strings.Contains(here, "its helm is running now") {
+	if !strings.Contains(here, "its helm is running now on this machine") {
 		t.Fatalf("Where am I? must see the hook-path helm running on this machine:\n%s", here)
 	}
 	if !strings.Contains(dead, "whose helm no longer runs") || strings.Contains(dead, "most likely running") || !strings.Contains(dead, "rotate-key "+p.release+" --secret "+p.secret+" --yes, or by hand: block B2") {
 		t.Fatalf("Where am I? must name the plugin (without --local) for its own dead hook-path revision:\n%s", dead)
 	}
-	if !strings.Contains(live, "its helm is running now") || !strings.Contains(live, "next:    wait until that helm upgrade has ended") {
+	if !strings.Contains(live, "started on another machine") || !strings.Contains(live, "whose helm may still run until the token's time") || !strings.Contains(live, "next:    wait until that helm upgrade has ended") {
 		t.Fatalf("Where am I? must wait for a hook-path helm that may still run on another machine:\n%s", live)
 	}
 	p.refused(t, "B1", "the add block twice")
