@@ -809,6 +809,16 @@ func emergencyPlugin(t *testing.T, p *runbookPass) {
 	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "may still hold the leaked keys: block PRUNE") || !strings.Contains(where, "next:    block PRUNE") {
 		t.Fatalf("after an emergency Where am I? must remind of the leaked keys in Helm's release records:\n%s", where)
 	}
+	// Round 29: a stuck revision left by a dead hook-path helm: PRUNE refuses until it is cleared, so Where am I?
+	// names that first (it named PRUNE, and PRUNE sent back to Where am I?).
+	host, _ := os.Hostname()
+	pidNS, _ := os.Readlink("/proc/self/ns/pid")
+	done := p.pendingHookUpgrade(t, "r-0badf00d rev 99 on "+host+"~"+strings.Trim(pidNS, "pid:[]")+" until "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	stuck := p.pasteID(t, "WHERE", 0)
+	done()
+	if !strings.Contains(stuck, "next:    clear Helm's stuck revision: helm -n "+p.ns+" rotate-key retire") || strings.Contains(stuck, "next:    block PRUNE") {
+		t.Fatalf("with a stuck revision Where am I? must name its clearing before PRUNE:\n%s", stuck)
+	}
 
 	// The forbidden helm rollback on Helm 3 (a chart without the library): an upgrade renders v3, a rollback to the
 	// install's revision then deletes v3 and makes v1 active again — and Helm reports success. Where am I? must lead
