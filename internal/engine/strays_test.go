@@ -14,7 +14,6 @@ import (
 
 	"github.com/tracebloc/helm-rotate-key/internal/engine"
 	"github.com/tracebloc/helm-rotate-key/internal/keyring"
-	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
@@ -27,31 +26,12 @@ func TestStepsRefusedWhileAPodNoRolloutRestartsReadsTheKeyring(t *testing.T) {
 	s.advance(2 * time.Second)
 	ctx := context.Background()
 	run := func() (engine.Result, error) {
-		e := &engine.Engine{
-			Cluster: &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}},
-			Config:  rotation.Config{TTL: simTTL, ClockSkew: rotation.DefaultClockSkew, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
-			Holder:  "laptop", Actor: "laptop", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
-			NewRotationID: func(time.Time) string { return "manual-1" }, Force: true,
-			LocalNow: func() time.Time { return s.now }, Sleep: func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
-		}
+		e := simEngine(s, "manual-1")
+		e.Force = true
 		return e.Run(ctx, true)
 	}
-	job := func(name string, created time.Time) {
-		t.Helper()
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, CreationTimestamp: metav1.NewTime(created),
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: "Job", Name: "token-minter", UID: "u", Controller: ptr.To(true)}}},
-			Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "m", Env: []corev1.EnvVar{{Name: "K", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: "active"}}}}}}},
-			Status: corev1.PodStatus{Phase: corev1.PodRunning}}
-		if _, err := s.client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	gone := func(name string) {
-		t.Helper()
-		if err := s.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	job := func(name string, created time.Time) { t.Helper(); readerPod(t, s, name, created, "Job") }
+	gone := func(name string) { t.Helper(); removePod(t, s, name) }
 	snapshot := func() string { sec := s.mustSecret(); return fmt.Sprint(sec.Annotations, sec.Data) }
 	refused := func(step string, phase rotation.Phase, keys string, wroteBefore bool) {
 		t.Helper()
@@ -115,20 +95,10 @@ func TestAbortAndEmergencyRefusedWhileAPodNoRolloutRestartsReadsTheKeyring(t *te
 	}
 	pod := func(name string) {
 		t.Helper()
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, CreationTimestamp: metav1.NewTime(s.now)},
-			Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "c", EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: secret}}}}}}},
-			Status: corev1.PodStatus{Phase: corev1.PodRunning}}
-		if _, err := s.client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		readerPod(t, s, name, s.now, "")
 		s.advance(2 * time.Second)
 	}
-	gone := func(name string) {
-		t.Helper()
-		if err := s.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gone := func(name string) { t.Helper(); removePod(t, s, name) }
 	pod("signs-with-v2")
 	_, err := simEngine(s, "r1").Abort(ctx)
 	var v *keyring.Violation
@@ -230,5 +200,28 @@ func TestPromotionRefusedWhileAConsumerCannotReadTheNewVersion(t *testing.T) {
 	items("key.v1", "key.v2", "active")
 	if res, err := simEngine(s, "r1").Run(ctx, false); err != nil || res.State.Phase != rotation.Waiting {
 		t.Fatalf("once the verifier names key.v2 the rotation must go on: %v %+v", err, res.State)
+	}
+}
+
+// readerPod creates a running pod that reads the keyring (its active version, by env) and that no rollout restarts:
+// owned by a controller of kind owner ("Job") or bare ("").
+func readerPod(t *testing.T, s *sim, name string, created time.Time, owner string) {
+	t.Helper()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, CreationTimestamp: metav1.NewTime(created)},
+		Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "m", Env: []corev1.EnvVar{{Name: "K", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: "active"}}}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	if owner != "" {
+		pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "batch/v1", Kind: owner, Name: "token-minter", UID: "u", Controller: ptr.To(true)}}
+	}
+	if _, err := s.client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// removePod deletes pod name, as an operator restarting it would.
+func removePod(t *testing.T, s *sim, name string) {
+	t.Helper()
+	if err := s.client.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
