@@ -358,8 +358,9 @@ func (d Driver) schedule(issued, exp time.Time) []time.Time {
 // timed-out connection, a non-200 answer — counts in issueErrors (a client that wanted a token got none), and the
 // next attempt goes to another endpoint, up to 3.
 func (r *Run) issue() (string, bool) {
+	tried := map[string]bool{}
 	for attempt := 0; attempt < 3; attempt++ {
-		ep, ok := r.endpoints.pick(r.d.Signer)
+		ep, ok := r.endpoints.pick(r.d.Signer, tried)
 		if !ok {
 			r.count(&r.issueErrors, "no ready endpoint of "+r.d.Signer)
 			time.Sleep(200 * time.Millisecond)
@@ -368,6 +369,7 @@ func (r *Run) issue() (string, bool) {
 		r.sem <- struct{}{}
 		resp, err := r.client.Get("http://" + ep.addr + "/token")
 		<-r.sem
+		tried[ep.pod] = true
 		if err != nil {
 			r.count(&r.issueErrors, ep.pod+": "+err.Error())
 			continue
@@ -405,8 +407,9 @@ func (r *Run) present(tok string, c token.Claims, exp time.Time) {
 		r.records = append(r.records, p)
 		r.mu.Unlock()
 	}
+	tried := map[string]bool{}
 	for attempt := 0; attempt < 10; attempt++ {
-		ep, ok := r.endpoints.pick(r.d.Verifier)
+		ep, ok := r.endpoints.pick(r.d.Verifier, tried)
 		if !ok {
 			record(Presentation{At: time.Now(), Reason: "no-endpoint"})
 			time.Sleep(300 * time.Millisecond)
@@ -418,6 +421,7 @@ func (r *Run) present(tok string, c token.Claims, exp time.Time) {
 		latency := time.Since(at)
 		<-r.sem
 		if err != nil {
+			tried[ep.pod] = true
 			record(Presentation{At: at, Latency: latency, Pod: ep.pod, Reason: "no-answer"})
 			time.Sleep(100 * time.Millisecond)
 			continue
@@ -490,11 +494,22 @@ func (e *endpointSet) update(o any, deleted bool) {
 	e.slices[s.Name] = s
 }
 
-// pick returns a random ready endpoint of the Service.
-func (e *endpointSet) pick(service string) (endpoint, bool) {
+// pick returns a random ready endpoint of the Service, preferring one not in tried: a retry after a dropped
+// connection goes to another replica when there is one (random retries alone left a token unanswered by ten
+// draws of the same dropping replica, one time in a thousand).
+func (e *endpointSet) pick(service string, tried map[string]bool) (endpoint, bool) {
 	ready := e.ready(service)
 	if len(ready) == 0 {
 		return endpoint{}, false
+	}
+	var fresh []endpoint
+	for _, ep := range ready {
+		if !tried[ep.pod] {
+			fresh = append(fresh, ep)
+		}
+	}
+	if len(fresh) > 0 {
+		ready = fresh
 	}
 	return ready[rand.N(len(ready))], true
 }
