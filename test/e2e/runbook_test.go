@@ -117,6 +117,7 @@ func runbookPasses() []runbookPassSpec {
 		{"out-of-order-abort-emergency", "a", 4, outOfOrder, false, 330 * time.Second, 0},
 		{"switch-plugin-and-hand", "a+cronjob", 3, switchPaths, false, 180 * time.Second, 0},
 		{"emergency-plugin", "b", 3, emergencyPlugin, false, 810 * time.Second, 0},
+		{"retired-key-back", "a", 4, retiredKeyBack, false, 420 * time.Second, 0},
 	}
 }
 
