@@ -69,7 +69,7 @@ lint: $(STATICCHECK) ## gofmt + go vet + staticcheck
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
-# The fast loop runs the property test's short form (100 randomized rotations); make test runs all 1,000.
+# The fast loop runs the property test's short form (60 randomized rotations); make test runs all 1,000.
 UNITFLAGS ?= -short
 unit: tools ## tests that need no cluster (the chart tests run the built Helm CLIs; make test: with the full property test)
 	$(GO) test -count=1 $(UNITFLAGS) $$($(GO) list ./... | grep -v /test/e2e)

@@ -49,6 +49,10 @@ type observation struct {
 	config     rotation.Config
 	configErr  error
 	now        time.Time
+	// overrides are the command's flags that override the configuration (--ttl, …).
+	overrides rotation.Overrides
+	// releaseName is the release observed ("" in a hook Job).
+	releaseName string
 }
 
 // observe reads the release record (best effort; none for releaseName ""), the keyring Secret, its state and
@@ -58,26 +62,10 @@ func (c *Config) observe(ctx context.Context, t Target, o rotation.Overrides) (*
 	if err != nil {
 		return nil, err
 	}
-	obs := &observation{target: target}
-	if t.Release == "" { // a hook Job: it may read its keyring Secret only, never Helm's release records
-		obs.releaseErr = fmt.Errorf("no release record read")
-	} else if data, err := target.ReleaseRecord(ctx, c.Settings.Driver, t.Release); err != nil {
-		obs.releaseErr = err
-	} else if rel, err := release.Decode(data); err != nil {
-		obs.releaseErr = err
-	} else {
-		s := release.Summarize(rel)
-		obs.record = rel
+	obs := &observation{target: target, overrides: o, releaseName: t.Release}
+	if obs.record, obs.values, obs.releaseErr = c.releaseValues(ctx, target, t.Release); obs.releaseErr == nil {
+		s := release.Summarize(obs.record)
 		obs.release = &s
-		obs.values = map[string]any{}
-		if rel.Chart != nil {
-			for k, v := range rel.Chart.Values {
-				obs.values[k] = v
-			}
-		}
-		for k, v := range rel.Config {
-			obs.values[k] = v
-		}
 	}
 	secret, err := target.Secret(ctx)
 	switch {
@@ -94,6 +82,47 @@ func (c *Config) observe(ctx context.Context, t Target, o rotation.Overrides) (*
 		return nil, err
 	}
 	return obs, nil
+}
+
+// releaseValues reads the release's current record and its values (the chart's defaults overlaid with the user's).
+func (c *Config) releaseValues(ctx context.Context, target *kube.Keyring, releaseName string) (*release.Release, map[string]any, error) {
+	if releaseName == "" { // a hook Job: it may read its keyring Secret only, never Helm's release records
+		return nil, nil, fmt.Errorf("no release record read")
+	}
+	data, err := target.ReleaseRecord(ctx, c.Settings.Driver, releaseName)
+	if err != nil {
+		return nil, nil, err
+	}
+	rel, err := release.Decode(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	values := map[string]any{}
+	if rel.Chart != nil {
+		for k, v := range rel.Chart.Values {
+			values[k] = v
+		}
+	}
+	for k, v := range rel.Config {
+		values[k] = v
+	}
+	return rel, values, nil
+}
+
+// reconfigure resolves a run's configuration again, as observe did, from the Secret as the run just read it and
+// the release's values now (engine.Engine.Reconfigure): a helm upgrade during the run may have raised the TTL.
+func (c *Config) reconfigure(obs *observation) func(ctx context.Context, secret *corev1.Secret) (rotation.Config, error) {
+	return func(ctx context.Context, secret *corev1.Secret) (rotation.Config, error) {
+		values := obs.values
+		if obs.record != nil {
+			_, now, err := c.releaseValues(ctx, obs.target, obs.releaseName)
+			if err != nil {
+				return rotation.Config{}, err
+			}
+			values = now
+		}
+		return rotation.ResolveConfig(secret.Annotations, values, obs.overrides)
+	}
 }
 
 // require turns a missing Secret, a broken keyring, an unreadable state or a bad configuration into the error an

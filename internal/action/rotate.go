@@ -111,7 +111,7 @@ func (c *Config) newEngine(obs *observation, holder, actor string, timeout time.
 	return &engine.Engine{
 		Cluster: obs.target, Config: obs.config, Holder: holder, Actor: actor, HolderAlive: c.Identity.HolderAlive,
 		Rand: c.Rand, Out: c.Out, RolloutTimeout: timeout, Poll: time.Second, NewRotationID: c.NewRotationID,
-		LocalNow: c.LocalNow, Sleep: c.Sleep, Seen: obs.secret,
+		LocalNow: c.LocalNow, Sleep: c.Sleep, Seen: obs.secret, Reconfigure: c.reconfigure(obs),
 	}
 }
 

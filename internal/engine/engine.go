@@ -86,6 +86,11 @@ type Engine struct {
 	// of reading it again. Every write is resourceVersion-guarded, so a copy that went stale fails the write with a
 	// Conflict, and the run reads afresh.
 	Seen *corev1.Secret
+	// Reconfigure, when set, resolves the configuration again from the keyring Secret as just read (and from what
+	// else the caller reads it: the release's values). A run reads its TTL at its start, then waits for rollouts
+	// for minutes; a TTL raised meanwhile (pods restarted with it sign with it) must count for the retirement it
+	// schedules. nil: the configuration stays as it was at the start.
+	Reconfigure func(ctx context.Context, secret *corev1.Secret) (rotation.Config, error)
 
 	lease    *rotation.Lease
 	preflown bool

@@ -92,6 +92,9 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 	case rotation.WriteRolledOut:
 		w.msg = fmt.Sprintf("every consumer restarted after %s was added (%d workloads)", keyring.Kid(st.To), len(e.found))
 	case rotation.WriteScheduleRetirement:
+		if err := e.refreshTTL(ctx, secret); err != nil && st.Emergency == "" {
+			return w, err
+		}
 		if err := e.ttlKnown(secret); err != nil && st.Emergency == "" {
 			return w, err
 		}
@@ -111,6 +114,9 @@ func (e *Engine) perform(ctx context.Context, t rotation.Transition, secret *cor
 			w.msg = fmt.Sprintf("no pod from before the emergency promotion of %s is left; every other version is retired now (%s)", keyring.Kid(st.To), st.Emergency)
 		}
 	case rotation.WriteScheduleReturn:
+		if err := e.refreshTTL(ctx, secret); err != nil {
+			return w, err
+		}
 		if err := e.ttlKnown(secret); err != nil {
 			return w, err
 		}
@@ -174,6 +180,29 @@ func (e *Engine) newRotationID(now time.Time, emergency bool) string {
 		return e.Request
 	}
 	return e.NewRotationID(now)
+}
+
+// refreshTTL raises the run's TTL to the one configured now (Reconfigure) when that is higher, or when the run
+// started with none: a retirement scheduled with the TTL the run started with would reject the tokens that pods
+// restarted after a raise signed with the longer one. A lower TTL now changes nothing: tokens signed under the
+// higher one still live.
+func (e *Engine) refreshTTL(ctx context.Context, secret *corev1.Secret) error {
+	if e.Reconfigure == nil {
+		return nil
+	}
+	now, err := e.Reconfigure(ctx, secret)
+	if err != nil {
+		return fmt.Errorf("cannot read the token TTL again before scheduling a retirement (a TTL raised during this run must count): %w", err)
+	}
+	if now.TTLDefaulted || !e.Config.TTLDefaulted && now.TTL <= e.Config.TTL {
+		return nil
+	}
+	source := now.TTLSource
+	if !e.Config.TTLDefaulted {
+		source = fmt.Sprintf("%s, raised during this run from %s", now.TTLSource, e.Config.TTL)
+	}
+	e.Config.TTL, e.Config.TTLSource, e.Config.TTLDefaulted = now.TTL, source, false
+	return nil
 }
 
 // ttlKnown refuses a step that would compute a retirement time from a TTL nobody configured.
