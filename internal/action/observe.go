@@ -181,7 +181,11 @@ func (obs *observation) resurrected(t Target) string {
 	if len(back) > 1 {
 		what = "are"
 	}
-	return fmt.Sprintf("%s %s back in keyring %s/%s, retired already (%s v%d): a rollback to a revision from before the retirement, or a chart that generates missing keys, brought it back, and no guard layer saw it. Its tokens must stay rejected (a retired key may have leaked). Remove it: kubectl -n %s patch secret %s --type=json -p '[%s]'; then %s; then find what added it (helm history %s): a chart that generates missing keys adds it again on its next plain helm upgrade (helm rotate-key upgrade and the chart's guard hooks refuse that upgrade)",
-		strings.Join(kids, ", "), what, t.Namespace, t.Secret, rotation.AnnoRetiredUpTo, obs.state.RetiredUpTo,
+	when := "Its tokens must stay rejected (a retired key may have leaked). Remove it"
+	if until, err := time.Parse(time.RFC3339, obs.secret.Annotations[rotation.AnnoRepairedUntil]); err == nil && obs.now.Before(until) && obs.state.Emergency == "" {
+		when = fmt.Sprintf("A repair moved 'active' back from it (%s): signers that started meanwhile signed with it, and their tokens live until %s. Unless it leaked (then now), remove it after that time (the runbook's block EXTRA does)", rotation.AnnoRepairedUntil, until.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("%s %s back in keyring %s/%s, retired already (%s v%d): a rollback to a revision from before the retirement, or a chart that generates missing keys, brought it back, and no guard layer saw it. %s: kubectl -n %s patch secret %s --type=json -p '[%s]'; then %s; then find what added it (helm history %s): a chart that generates missing keys adds it again on its next plain helm upgrade (helm rotate-key upgrade and the chart's guard hooks refuse that upgrade)",
+		strings.Join(kids, ", "), what, t.Namespace, t.Secret, rotation.AnnoRetiredUpTo, obs.state.RetiredUpTo, when,
 		t.Namespace, t.Secret, strings.Join(ops, ","), restart, t.Release)
 }

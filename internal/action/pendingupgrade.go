@@ -12,6 +12,7 @@ import (
 
 	"github.com/tracebloc/helm-rotate-key/charts"
 	"github.com/tracebloc/helm-rotate-key/internal/exitcode"
+	"github.com/tracebloc/helm-rotate-key/internal/kube"
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
 
@@ -90,8 +91,11 @@ func (a *Rotate) pendingHookUpgrade(ctx context.Context, c *Config, obs *observa
 	if rel == nil || !strings.HasPrefix(rel.Status, "pending-") {
 		return obs, nil
 	}
+	if rel.Status == "pending-rollback" {
+		return a.refusedRollback(ctx, c, obs)
+	}
 	run, ours := parseHookRun(runToken(obs))
-	if !ours || run.Revision != rel.Revision || rel.Status == "pending-rollback" {
+	if !ours || run.Revision != rel.Revision {
 		return nil, fmt.Errorf("release %s is stuck in %s at revision %d (%s), which is not a helm upgrade of the hook path: Helm refuses every upgrade until it is cleared. If a helm is still running it, wait for it; if it died, see the runbook, \"A laptop died during the rotation\" (docs/RUNBOOKS/requests-proxy-key-rotation.md). Meanwhile the rotation carries on without an upgrade with: %s --local",
 			a.Release, rel.Status, rel.Revision, rel.Description, a.ResumeCommand())
 	}
@@ -112,22 +116,8 @@ func (a *Rotate) pendingHookUpgrade(ctx context.Context, c *Config, obs *observa
 			a.Release, rel.Revision, rel.Status, run.Host, c.Identity.Host, run.Until.UTC().Format(time.RFC3339), run.Until.UTC().Format(time.RFC3339), way)
 	}
 	fmt.Fprintf(c.ErrOut, "Release %s revision %d is %s, left by the hook-path upgrade with run token %q, whose helm no longer runs. Waiting for the hook Jobs it started to end ...\n", a.Release, rel.Revision, rel.Status, run)
-	deadline := c.now().Add(a.Timeout)
-	for {
-		active, err := obs.target.ActiveJobs(ctx, JobSelector)
-		if err != nil {
-			return nil, err
-		}
-		if len(active) == 0 {
-			break
-		}
-		if c.now().After(deadline) {
-			return nil, fmt.Errorf("the hook Jobs %s of the interrupted revision %d still run after %s: rerun when they have ended (kubectl -n %s get jobs -l %s): %s",
-				strings.Join(active, ", "), rel.Revision, a.Timeout, a.Namespace, JobSelector, a.ResumeCommand())
-		}
-		if err := c.sleep(ctx, 2*time.Second); err != nil {
-			return nil, err
-		}
+	if err := a.waitHookJobs(ctx, c, obs, rel.Revision); err != nil {
+		return nil, err
 	}
 	deleted, err := obs.target.DeletePendingRecord(ctx, c.Settings.Driver, a.Release, rel.Revision)
 	if err != nil {
@@ -136,5 +126,54 @@ func (a *Rotate) pendingHookUpgrade(ctx context.Context, c *Config, obs *observa
 	if deleted {
 		fmt.Fprintf(c.ErrOut, "Deleted Helm's record of the interrupted revision %d: Helm forgets it, no object changed. Carrying the rotation on.\n", rel.Revision)
 	}
+	return c.observe(ctx, a.Target, a.Overrides)
+}
+
+// waitHookJobs waits, up to the run's timeout, until no rotation hook Job runs: those of an interrupted or
+// rolled-back revision carry on after their helm has gone, and the next step must not race them.
+func (a *Rotate) waitHookJobs(ctx context.Context, c *Config, obs *observation, revision int) error {
+	deadline := c.now().Add(a.Timeout)
+	for {
+		active, err := obs.target.ActiveJobs(ctx, JobSelector)
+		if err != nil {
+			return err
+		}
+		if len(active) == 0 {
+			return nil
+		}
+		if c.now().After(deadline) {
+			return fmt.Errorf("the hook Jobs %s of the interrupted revision %d still run after %s: rerun when they have ended (kubectl -n %s get jobs -l %s): %s",
+				strings.Join(active, ", "), revision, a.Timeout, a.Namespace, JobSelector, a.ResumeCommand())
+		}
+		if err := c.sleep(ctx, 2*time.Second); err != nil {
+			return err
+		}
+	}
+}
+
+// refusedRollback clears a pending-rollback the chart's guard hook refused — a `helm rollback`, or the rollback
+// `helm upgrade --atomic` (Helm 4: --rollback-on-failure) runs when a rotation hook Job outlives its timeout: Helm
+// runs pre-rollback hooks before it applies anything and stops at the first that fails, so only the revision's
+// record is left, and it blocks every later operation. The rotation Jobs of the failed upgrade carry on; the run
+// waits for them, forgets the record and carries on. Any other pending-rollback is someone's running or dead
+// helm: refused with what clears it.
+func (a *Rotate) refusedRollback(ctx context.Context, c *Config, obs *observation) (*observation, error) {
+	rel := obs.release
+	refused, err := obs.target.RefusedRollback(ctx, c.Settings.Driver, a.Release, rel.Revision)
+	if err != nil {
+		return nil, err
+	}
+	if !refused {
+		return nil, fmt.Errorf("release %s is stuck in pending-rollback at revision %d (%s): Helm refuses every upgrade until it is cleared. If a helm rollback is still running, wait for it; if it died, helm -n %s rotate-key rollback %s REVISION clears it and rolls back with the keyring kept (REVISION: the deployed one to keep the application as it is). Meanwhile the rotation carries on without an upgrade with: %s --local",
+			a.Release, rel.Revision, rel.Description, a.Namespace, a.Release, a.ResumeCommand())
+	}
+	fmt.Fprintf(c.ErrOut, "Release %s revision %d is pending-rollback: the chart's guard hook refused that rollback (Job %s failed), so Helm applied nothing. Waiting for the rotation hook Jobs to end ...\n", a.Release, rel.Revision, kube.GuardRollbackJob(a.Release))
+	if err := a.waitHookJobs(ctx, c, obs, rel.Revision); err != nil {
+		return nil, err
+	}
+	if err := obs.target.DeleteReleaseRecord(ctx, c.Settings.Driver, a.Release, rel.Revision); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(c.ErrOut, "Deleted Helm's record of the refused rollback %d: Helm forgets it, no object changed. Carrying the rotation on.\n", rel.Revision)
 	return c.observe(ctx, a.Target, a.Overrides)
 }

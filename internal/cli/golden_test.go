@@ -13,6 +13,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -137,6 +138,20 @@ func deadHookUpgrade() []runtime.Object {
 		actiontest.ReleaseDescribed("app", 3, "pending-upgrade", "Preparing upgrade", token, hooks...)}
 }
 
+// refusedAtomicRollback is what `helm upgrade --atomic` leaves when a rotation hook Job outlived its timeout: the
+// failed upgrade 2, and its rollback 3 pending-rollback because the guard Job refused it.
+func refusedAtomicRollback() []runtime.Object {
+	var hooks []string
+	for i, step := range rotation.ChartHooks() {
+		hooks = append(hooks, actiontest.HookJob(step, 10*(i+1), secretName))
+	}
+	values := map[string]any{"tokenTtlSeconds": 3600}
+	guard := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "app-rotate-key-guard-rollback", Namespace: actiontest.Namespace},
+		Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}}}
+	return []runtime.Object{actiontest.Release("app", 1, "deployed", values, hooks...), actiontest.Release("app", 2, "failed", values, hooks...),
+		actiontest.ReleaseDescribed("app", 3, "pending-rollback", "Rollback to 1", values, hooks...), guard}
+}
+
 // consumer is a Deployment whose pods read the keyring.
 func consumer(name string) *appsv1.Deployment {
 	replicas := int32(2)
@@ -196,6 +211,8 @@ func cases() []cmdCase {
 	retired := &rotation.State{Phase: rotation.Retired, RotationID: "r2", From: 1, To: 2, PromotedAt: now.Add(-2 * time.Hour), RetireAfter: now.Add(-time.Hour), TTLUsed: time.Hour, TransitionAt: now}
 	lease := rotation.Lease{Holder: "ci@runner pid 7", RotationID: "r2", Renewed: now.Add(-10 * time.Second), Duration: rotation.LeaseDuration}
 	garbled := actiontest.Keyring(secretName, 2, 0, map[string]string{rotation.AnnoPhase: "Sideways"})
+	repaired := keyring(2, 0, retiredV1()) // v1 back and active, moved back by the runbook's REPAIR: tokens live an hour more
+	repaired.Annotations[rotation.AnnoRepairedUntil] = now.Add(time.Hour).UTC().Format(time.RFC3339)
 	other := actiontest.Keyring("billing-keys", 3, 2, map[string]string{rotation.AnnoPhase: "Idle", rotation.AnnoSchema: "1"})
 	other.Namespace = "billing"
 	pendingRollback := actiontest.Release("app", 3, "pending-rollback", map[string]any{"tokenTtlSeconds": 3600})
@@ -231,6 +248,8 @@ func cases() []cmdCase {
 		{name: "check-retired-key-back", args: []string{"check", "app"}, objects: []runtime.Object{keyring(2, 0, retiredV1())}, code: exitcode.Overdue},
 		{name: "status-protected-by-hooks", args: []string{"status", "app"}, objects: []runtime.Object{keyring(1, 0, nil), release(1, nil, actiontest.HookJob("guard-upgrade", -10, secretName), actiontest.HookJob("guard-rollback", -10, secretName))}},
 		{name: "status-retired-key-back", args: []string{"status", "app"}, objects: []runtime.Object{keyring(2, 0, retiredV1()), release(2, nil), consumer("app-requests-proxy")}},
+		// Round 31 of the runbook: status said "remove it" while the runbook's EXTRA waited for the repair's tokens.
+		{name: "status-retired-key-back-repaired", args: []string{"status", "app"}, objects: []runtime.Object{repaired, release(2, nil), consumer("app-requests-proxy")}},
 		{name: "run-retired-key-back", args: []string{"run", "app", "--yes", "--force", "--reason", "audit"}, objects: []runtime.Object{keyring(2, 0, retiredV1()), release(2, nil)}, code: exitcode.Refused},
 		{name: "check-garbled-state", args: []string{"check", "app"}, objects: []runtime.Object{garbled}, code: exitcode.Refused},
 		// remind
@@ -358,6 +377,9 @@ func cases() []cmdCase {
 		{name: "run-hooks-release-pending-upgrade", args: []string{"run", "app", "--yes", "--chart", "./chart"}, objects: []runtime.Object{keyring(1, 0, nil), pendingUpgrade()}, helm: helm4(1), code: exitcode.Code(1)},
 		// Issue 15.8: the hook path's own helm died (its run token, past its deadline): the rerun forgets the revision.
 		{name: "run-hooks-dead-helm-revision-cleared", args: []string{"run", "app", "--yes", "--chart", "./chart"}, objects: append([]runtime.Object{keyring(1, 0, nil)}, deadHookUpgrade()...), helm: helm4(0),
+			upgraded: keyring(2, 0, withID(waiting(later), "20261130T120000Z-a1b2c3")), code: exitcode.Waiting},
+		// Issue 15.8: helm upgrade --atomic whose hook Job outlived its timeout, then its rollback refused by the guard.
+		{name: "run-hooks-refused-rollback-cleared", args: []string{"run", "app", "--yes", "--chart", "./chart"}, objects: append([]runtime.Object{keyring(1, 0, nil)}, refusedAtomicRollback()...), helm: helm4(0),
 			upgraded: keyring(2, 0, withID(waiting(later), "20261130T120000Z-a1b2c3")), code: exitcode.Waiting},
 		// the command line itself
 		{name: "usage-extra-argument", args: []string{"app", "extra"}, code: exitcode.Usage},

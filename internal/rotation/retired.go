@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// AnnoRepairedUntil is written by the runbook's block RESTART after a repair moved 'active' back: signers that
+// started while 'active' named another version signed with it, and their tokens live until this time (RFC 3339).
+// A retired version brought back that way is needed until then, unless it leaked.
+const AnnoRepairedUntil = Prefix + "repaired-until"
+
 // AnnoRetiredUpTo records the highest version ever removed from the keyring by a retirement or an abort ("vN").
 // No version at or below it may come back: a `helm rollback` to a revision rendered during the TTL wait would re-add
 // the retired (possibly leaked) key, and a chart that generates `v1` whenever it is missing would add a fresh,

@@ -27,6 +27,7 @@ func retiredKeyBack(t *testing.T, p *runbookPass) {
 	// v1 back, 'active' untouched: no token signed with it lives (retire-after passed), so it goes before the rollout.
 	p.handEdit(t, fmt.Sprintf(`{"data":{%q:%q}}`, p.style+"v1", v1))
 	p.refused(t, "A5", "the plugin's finish while a retired version is back (the plugin would refuse too)")
+	p.refused(t, "B2", "the last rollout, which would hand v1 to every consumer, while EXTRA may remove it now (round 31)")
 	p.extraRemoves(t, back, p.style+"v1")
 	restart(t, p)
 	p.expectKeyring(t, "active,"+p.style+"v2", 2, rotation.Retired)
@@ -60,4 +61,12 @@ func retiredKeyBack(t *testing.T, p *runbookPass) {
 	restart(t, p)
 	p.expectKeyring(t, "active,"+p.style+"v2", 2, rotation.Idle)
 	p.pasteID(t, "B6", 0)
+	// Round 31: a version retired by an earlier rotation (not this one's outgoing) back while the plugin's rotation
+	// waits: the plugin refuses to carry it on (it recorded retired-up-to v1), so Where am I? must not name Part A.
+	p.plugin(t, 3, "run", p.release, "--yes", "--local", "--force", "--reason", "rehearsal")
+	p.handEdit(t, fmt.Sprintf(`{"data":{%q:%q}}`, p.style+"v1", v1))
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "Part A: none while v1 is back") || !strings.Contains(where, "WARNING: v1 beside this rotation's v2 and v3") {
+		t.Fatalf("Where am I? must warn, and name no Part A command while the plugin refuses:\n%s", where)
+	}
+	p.refused(t, "A5", "the plugin's finish while an earlier retired version is back")
 }
