@@ -42,7 +42,9 @@ On the hook path (a release whose chart has the rotation hook Jobs) each rollout
 rotate-key.rotation.rolloutTimeoutSeconds; --timeout then bounds the whole helm upgrade (plus 5 minutes). A
 hook-path helm that died (the machine, kill -9) leaves the release pending-upgrade: rerun the same command on the
 same machine; it sees that helm is gone, waits for the hook Jobs it started, forgets that revision (Helm's record
-only) and carries on. From another machine it waits until that helm would have timed out (or use --local).`
+only) and carries on. From another machine it waits until that helm would have timed out (or use --local). A
+release left pending-rollback by a rollback the chart's guard hook refused (e.g. helm upgrade --atomic whose
+rotation hook Job outlived its timeout) is cleared the same way: Helm applied nothing.`
 
 const retireLong = `retire resumes a rotation in progress and, once the token TTL has passed, retires the old key and
 restarts the consumers. It never starts a new rotation, so it is safe to schedule (cron, CI): it exits 3 while
