@@ -153,7 +153,7 @@ func (e *Engine) run(ctx context.Context, startRequested bool) (Result, error) {
 		}
 		res := Result{State: st, Keyring: k, Decision: d}
 		if d.Step == rotation.StepNothing || d.Step == rotation.StepWaitTTL {
-			return res, e.release(ctx, secret)
+			return res, e.rest(ctx, secret, st, reconstructed)
 		}
 		t, ok := rotation.Lookup(st.Phase, d.Step)
 		if !ok {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -93,6 +94,43 @@ func (e *Engine) release(ctx context.Context, secret *corev1.Secret) error {
 	_, err = e.Cluster.UpdateSecret(ctx, updated)
 	e.lease = nil
 	return err
+}
+
+// rest ends a run that has nothing to do now (Idle, or waiting for the TTL): it gives back the lock it holds and,
+// when the TTL configured now is higher than the one the state records as in force, records it in the same write.
+// A raise comes with a helm upgrade that restarts the signers with the longer TTL, and that upgrade's hook Jobs (or
+// the CronJob's next run) find nothing else to do: unrecorded, a TTL lowered again before the next rotation would
+// retire the active version before the tokens signed under the raise expire. A conflict leaves the record to the
+// next run (someone else just wrote the Secret).
+func (e *Engine) rest(ctx context.Context, secret *corev1.Secret, st rotation.State, reconstructed bool) error {
+	if reconstructed || e.Config.TTLDefaulted || e.Config.TTL <= st.TTLInForce || st.Phase != rotation.Idle && st.Phase != rotation.Waiting {
+		return e.release(ctx, secret)
+	}
+	was := st.TTLInForce
+	st.TTLInForce = e.Config.TTL
+	updated := secret.DeepCopy()
+	updated.Annotations = st.ApplyAnnotations(secret.Annotations)
+	if current, err := rotation.ParseLease(secret.Annotations[rotation.AnnoLease]); err == nil && current != nil && current.Holder == e.Holder {
+		delete(updated.Annotations, rotation.AnnoLease)
+	}
+	out, err := e.Cluster.UpdateSecret(ctx, updated)
+	if apierrors.IsConflict(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	e.lease, e.Seen = nil, out
+	before := "none"
+	if was > 0 {
+		before = was.String()
+	}
+	msg := fmt.Sprintf("token TTL in force is now %s (%s; recorded before: %s): the active version's retirement waits for it", e.Config.TTL, e.Config.TTLSource, before)
+	e.Cluster.Event(ctx, out, corev1.EventTypeNormal, "TTLInForce", msg)
+	if was > 0 { // a raise is news; the first record is not
+		e.printf("%s: %s", secretName(secret), msg)
+	}
+	return nil
 }
 
 // ReleaseTimeout bounds the write that releases the lock after an interruption (the run's own context is done).

@@ -31,7 +31,7 @@ import (
 // (jobs-manager) and verifiers (requests-proxy) that load the keyring when their container starts, and tokens
 // issued and verified throughout; each verifier's clock runs behind by half of simSkew to simSkew, so it accepts a
 // token that long past exp. In some runs the token TTL was lowered just before the rotation (pods started before
-// keep signing with the old, longer one, which the state recorded as the TTL in force), in some it is raised back
+// keep signing with the old, longer one, which an idle run under it recorded as the TTL in force), in some it is raised back
 // to the longer one during the run's first rollouts (pods created after sign with it; the engine started with the
 // shorter one and reads the configuration again before scheduling the retirement), and in some Jobs' pods —
 // no rollout restarts them — sign and verify with the keyring as it was when they started, each for up to
@@ -130,17 +130,15 @@ func newWorld(t *testing.T, seed uint64, o simOptions) *sim {
 	s := &sim{t: t, rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), client: fake.NewSimpleClientset(), now: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC),
 		pods: map[string]*simPod{}, replicas: map[string]int{}, appTTL: simTTL, maxTTL: simTTL, jobs: o.jobs}
 	s.guardResourceVersions()
-	annotations := map[string]string{}
-	if o.lowered { // the run that promoted v1 recorded the TTL then in force; every pod now running signs with it
+	if o.lowered { // every pod now running signs with the old TTL (a run records it: rotate)
 		s.appTTL, s.maxTTL = oldTTL, oldTTL
-		annotations[rotation.AnnoTTLInForce] = fmt.Sprint(int(oldTTL.Seconds()))
 	}
 	k1, err := keyring.Encoding{Kind: keyring.Alphanumeric, Length: 64}.Generate(cryptoRand{s.rng})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := s.client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secret, Namespace: ns, Annotations: annotations},
+	if _, err := s.client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secret, Namespace: ns},
 		Data: map[string][]byte{"key.v1": k1, "active": []byte("v1")}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -424,15 +422,23 @@ func rotate(t *testing.T, seed uint64, o simOptions) (rejected, verified int) {
 	s.advance(time.Duration(s.rng.IntN(5000)) * time.Millisecond)
 	cluster := &faulty{Keyring: &kube.Keyring{Cluster: &kube.Cluster{Client: s.client, Namespace: ns, Clock: func() time.Time { return s.now }}, SecretName: secret}, o: o}
 	ctx := context.Background()
+	newEngine := func(ttl time.Duration) *engine.Engine {
+		return &engine.Engine{
+			Cluster: cluster, Config: rotation.Config{TTL: ttl, ClockSkew: o.skew, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
+			Holder: "sim", Actor: "sim", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
+			NewRotationID: func(time.Time) string { return "sim" },
+			LocalNow:      func() time.Time { return s.now },
+			Sleep:         func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
+		}
+	}
+	if o.lowered { // a run while the old TTL was configured (the CronJob, an upgrade's hook Jobs) found nothing to do
+		if res, err := newEngine(oldTTL).Run(ctx, false); err != nil || res.Decision.Step != rotation.StepNothing {
+			t.Fatalf("seed %d: idle run under the old TTL: %v %+v", seed, err, res.Decision)
+		}
+	}
 	run := func() (engine.Result, error) {
 		for refused := 0; ; refused++ {
-			e := &engine.Engine{
-				Cluster: cluster, Config: rotation.Config{TTL: simTTL, ClockSkew: o.skew, Interval: 90 * 24 * time.Hour, Consumers: []rotation.ConsumerRef{{Kind: "Deployment", Name: "signer"}, {Kind: "Deployment", Name: "verifier"}}},
-				Holder: "sim", Actor: "sim", Rand: cryptoRand{s.rng}, RolloutTimeout: time.Hour, Poll: time.Second,
-				NewRotationID: func(time.Time) string { return "sim" },
-				LocalNow:      func() time.Time { return s.now },
-				Sleep:         func(_ context.Context, d time.Duration) error { s.advance(d); return nil },
-			}
+			e := newEngine(simTTL)
 			if !o.staleTTL {
 				e.Reconfigure = func(_ context.Context, secret *corev1.Secret) (rotation.Config, error) {
 					return rotation.ResolveConfig(secret.Annotations, nil, rotation.Overrides{})
