@@ -110,6 +110,14 @@ func (a *Rotate) runThroughHooks(ctx context.Context, c *Config, obs *observatio
 			return RotateResult{}, fmt.Errorf("helm upgrade of %s was interrupted (exit %d) and left revision %d %s; the rotation stands at %s. Rerun the same command: once this helm has ended it waits for the hook Jobs that helm started, clears the revision (Helm's record only) and carries on: %s",
 				a.Release, code, after.release.Revision, after.release.Status, after.state, a.ResumeCommand())
 		}
+		if after.release != nil && after.release.Status == "pending-rollback" {
+			if refused, err := after.target.RefusedRollback(ctx, c.Settings.Driver, a.Release, after.release.Revision); err == nil && refused {
+				// Someone rolled back during this upgrade (an in-cluster upgrader, say), the guard refused it, and
+				// Helm's history limit may have dropped this upgrade's own revision: the rerun clears the refusal.
+				return RotateResult{}, fmt.Errorf("helm upgrade of %s failed (exit %d): meanwhile a helm rollback of %s (revision %d, \"%s\") was refused by the chart's guard hook and left the release pending-rollback — another process rolls the release back (an in-cluster upgrader?). The rotation stands at %s; rerun the same command: it clears the refused rollback (Helm applied nothing) and carries on: %s",
+					a.Release, code, a.Release, after.release.Revision, after.release.Description, after.state, a.ResumeCommand())
+			}
+		}
 		if after.release != nil && strings.HasPrefix(after.release.Status, "pending-") {
 			// Helm refuses every upgrade while a killed one left the release pending: the Jobs are not the cause.
 			return RotateResult{}, fmt.Errorf("helm upgrade of %s failed (exit %d): the release is stuck in %s at revision %d, left by a helm that was killed mid-operation; Helm refuses every upgrade until it is cleared. See the runbook, \"A laptop died during the rotation\" (docs/RUNBOOKS/requests-proxy-key-rotation.md); the rotation stands at %s and resumes afterwards with: %s",

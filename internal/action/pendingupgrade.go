@@ -171,9 +171,24 @@ func (a *Rotate) refusedRollback(ctx context.Context, c *Config, obs *observatio
 	if err := a.waitHookJobs(ctx, c, obs, rel.Revision); err != nil {
 		return nil, err
 	}
-	if err := obs.target.DeleteReleaseRecord(ctx, c.Settings.Driver, a.Release, rel.Revision); err != nil {
-		return nil, err
+	// An upgrader that rolls back whenever the release is pending stacks refused rollbacks: each is one more
+	// revision pending-rollback on top of the last, and the guard Job refused the newest after all of them.
+	for rel := obs.release; rel != nil && rel.Status == "pending-rollback"; rel = obs.release {
+		refused, err := obs.target.RefusedRollback(ctx, c.Settings.Driver, a.Release, rel.Revision)
+		if err != nil {
+			return nil, err
+		}
+		if !refused {
+			return a.refusedRollback(ctx, c, obs) // says what clears it
+		}
+		if err := obs.target.DeleteReleaseRecord(ctx, c.Settings.Driver, a.Release, rel.Revision); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(c.ErrOut, "Deleted Helm's record of the refused rollback %d: Helm forgets it, no object changed.\n", rel.Revision)
+		if obs, err = c.observe(ctx, a.Target, a.Overrides); err != nil {
+			return nil, err
+		}
 	}
-	fmt.Fprintf(c.ErrOut, "Deleted Helm's record of the refused rollback %d: Helm forgets it, no object changed. Carrying the rotation on.\n", rel.Revision)
-	return c.observe(ctx, a.Target, a.Overrides)
+	fmt.Fprintln(c.ErrOut, "Carrying the rotation on.")
+	return obs, nil
 }
