@@ -23,7 +23,7 @@ func retiredKeyBack(t *testing.T, p *runbookPass) {
 	}
 	p.expectKeyring(t, "active,"+p.style+"v2", 2, rotation.Retired)
 	v1 := base64.StdEncoding.EncodeToString(make32())
-	const back = "retired v1, but it is back in the keyring"
+	const back = "v1 was retired already (rotation "
 	// v1 back, 'active' untouched: no token signed with it lives (retire-after passed), so it goes before the rollout.
 	p.handEdit(t, fmt.Sprintf(`{"data":{%q:%q}}`, p.style+"v1", v1))
 	p.refused(t, "A5", "the plugin's finish while a retired version is back (the plugin would refuse too)")
@@ -48,7 +48,7 @@ func retiredKeyBack(t *testing.T, p *runbookPass) {
 		t.Fatalf("B2's finish must name the version left, not send to B6:\n%s", out)
 	}
 	p.expectKeyring(t, "active,"+p.style+"v1,"+p.style+"v2", 2, rotation.Idle)
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, back) || !strings.Contains(where, "next:    block EXTRA (removes v1") {
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "retired v1, but it is back in the keyring") || !strings.Contains(where, "next:    block EXTRA (removes v1") {
 		t.Fatalf("in Idle Where am I? must still warn and send to EXTRA:\n%s", where)
 	}
 	p.refused(t, "B6", "the calendar while a retired version is back")
@@ -57,16 +57,26 @@ func retiredKeyBack(t *testing.T, p *runbookPass) {
 		t.Fatal(err)
 	}
 	sleepPast(t, s.Annotations[rotation.Prefix+"repaired-until"])
-	p.extraRemoves(t, back, p.style+"v1")
+	p.extraRemoves(t, "retired v1, but it is back in the keyring", p.style+"v1")
 	restart(t, p)
 	p.expectKeyring(t, "active,"+p.style+"v2", 2, rotation.Idle)
 	p.pasteID(t, "B6", 0)
-	// Round 31: a version retired by an earlier rotation (not this one's outgoing) back while the plugin's rotation
-	// waits: the plugin refuses to carry it on (it recorded retired-up-to v1), so Where am I? must not name Part A.
+	// Rounds 31 and 32: a version retired by an earlier rotation (not this one's outgoing) back while the plugin's
+	// rotation waits. The plugin refuses to carry the rotation on (at the latest once it has retired v2), so A5
+	// stops; no token signed with v1 lives, so EXTRA removes it now — not after this rotation's TTL wait — and
+	// then Part A carries on.
 	p.plugin(t, 3, "run", p.release, "--yes", "--local", "--force", "--reason", "rehearsal")
 	p.handEdit(t, fmt.Sprintf(`{"data":{%q:%q}}`, p.style+"v1", v1))
-	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "Part A: none while v1 is back") || !strings.Contains(where, "WARNING: v1 beside this rotation's v2 and v3") {
-		t.Fatalf("Where am I? must warn, and name no Part A command while the plugin refuses:\n%s", where)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "next:    block EXTRA (removes v1, now)") || !strings.Contains(where, "WARNING: v1 beside this rotation's v2 and v3") {
+		t.Fatalf("Where am I? must warn and send to EXTRA at once:\n%s", where)
 	}
 	p.refused(t, "A5", "the plugin's finish while an earlier retired version is back")
+	if out := p.pasteID(t, "EXTRA", 0); !strings.Contains(out, "removed "+p.style+"v1") {
+		t.Fatalf("EXTRA must remove v1 during the rotation:\n%s", out)
+	}
+	restart(t, p)
+	p.expectKeyring(t, "active,"+p.style+"v2,"+p.style+"v3", 3, rotation.Waiting)
+	if where := p.pasteID(t, "WHERE", 0); !strings.Contains(where, "Part A: after that time, A5") {
+		t.Fatalf("with v1 gone Part A carries on:\n%s", where)
+	}
 }
