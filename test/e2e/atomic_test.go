@@ -8,7 +8,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -29,10 +28,7 @@ func TestAtomicUpgradeOutlivedByItsHookJob(t *testing.T) {
 			if out, err := installExample(ctx, h, ns, "app", "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"); err != nil {
 				t.Fatalf("install: %v\n%s", err, out)
 			}
-			patch := `{"spec":{"minReadySeconds":40}}`
-			if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctx, "app-requests-proxy", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			holdDeployment(t, ns, "app-requests-proxy", 40)
 			time.Sleep(45 * time.Second) // the pods count as available again before the upgrade waits for them
 			before, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
 			if err != nil {
@@ -46,9 +42,7 @@ func TestAtomicUpgradeOutlivedByItsHookJob(t *testing.T) {
 				t.Fatalf("helm%d --atomic after the timeout: release %s, want pending-rollback (the guard refused the rollback)", major, status)
 			}
 			// The slow verifier has served its purpose: the rest of the rotation need not wait for it.
-			if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctx, "app-requests-proxy", types.MergePatchType, []byte(`{"spec":{"minReadySeconds":0}}`), metav1.PatchOptions{}); err != nil {
-				t.Fatal(err)
-			}
+			holdDeployment(t, ns, "app-requests-proxy", 0)
 			out, err = h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes")
 			if exitCode(err) != 3 {
 				t.Fatalf("the rerun must clear the way and carry the rotation to the TTL wait (exit 3): %v\n%s", err, out)

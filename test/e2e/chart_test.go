@@ -13,7 +13,6 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -54,12 +53,7 @@ func TestHookJobFailureIsResumable(t *testing.T) {
 	if out, err := installExample(ctx, h, ns, "app", "--set", "tokenTtlSeconds=60", "--set", "rotate-key.rotation.rolloutTimeoutSeconds=10", "--wait", "--timeout", "2m"); err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
-	hold := func(seconds int) {
-		patch := fmt.Sprintf(`{"spec":{"minReadySeconds":%d,"progressDeadlineSeconds":%d}}`, seconds, seconds+600)
-		if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctx, "app-requests-proxy", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	hold := func(seconds int) { holdDeployment(t, ns, "app-requests-proxy", seconds) }
 	hold(600)
 	out, err := h.Run(ctx, "-n", ns, "rotate-key", "app", "--yes")
 	if exitCode(err) != 1 || !strings.Contains(out, "resumes where it stopped") || !strings.Contains(out, "Job app-rotate-key-2-rollout failed:\n    ") {

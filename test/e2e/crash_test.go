@@ -150,8 +150,16 @@ func fixture(t *testing.T, ns string) {
 // rollout waits; holdVerifier(t, ns, 0) releases it.
 func holdVerifier(t *testing.T, ns string, seconds int) {
 	t.Helper()
+	holdDeployment(t, ns, "verifier", seconds)
+}
+
+// holdDeployment makes Deployment name's pods take `seconds` to count as available (minReadySeconds, with a progress
+// deadline that outlasts it), so that its rollouts wait; 0 releases it. Pods already running count as available
+// again only `seconds` after they became ready.
+func holdDeployment(t *testing.T, ns, name string, seconds int) {
+	t.Helper()
 	patch := fmt.Sprintf(`{"spec":{"minReadySeconds":%d,"progressDeadlineSeconds":%d}}`, seconds, seconds+600)
-	if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(context.Background(), "verifier", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(context.Background(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tracebloc/helm-rotate-key/internal/rotation"
 )
@@ -33,12 +32,7 @@ func TestInClusterUpgraderDoesNotWedge(t *testing.T) {
 			if out, err := installExample(ctx, h, ns, "app", "--set", "tokenTtlSeconds=60", "--wait", "--timeout", "2m"); err != nil {
 				t.Fatalf("install: %v\n%s", err, out)
 			}
-			slow := func(seconds int) {
-				patch := fmt.Sprintf(`{"spec":{"minReadySeconds":%d}}`, seconds)
-				if _, err := cluster.Client.AppsV1().Deployments(ns).Patch(ctx, "app-requests-proxy", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			slow := func(seconds int) { holdDeployment(t, ns, "app-requests-proxy", seconds) }
 			slow(20)
 			time.Sleep(25 * time.Second) // available again before anything waits for it
 			before, err := cluster.Client.CoreV1().Secrets(ns).Get(ctx, "app-requests-proxy-admin", metav1.GetOptions{})
