@@ -158,28 +158,24 @@ func (a *Rotate) waitHookJobs(ctx context.Context, c *Config, obs *observation, 
 // waits for them, forgets the record and carries on. Any other pending-rollback is someone's running or dead
 // helm: refused with what clears it.
 func (a *Rotate) refusedRollback(ctx context.Context, c *Config, obs *observation) (*observation, error) {
-	rel := obs.release
-	refused, err := obs.target.RefusedRollback(ctx, c.Settings.Driver, a.Release, rel.Revision)
-	if err != nil {
-		return nil, err
-	}
-	if !refused {
-		return nil, fmt.Errorf("release %s is stuck in pending-rollback at revision %d (%s): Helm refuses every upgrade until it is cleared. If a helm rollback is still running, wait for it; if it died, helm -n %s rotate-key rollback %s REVISION clears it and rolls back with the keyring kept (REVISION: the deployed one to keep the application as it is). Meanwhile the rotation carries on without an upgrade with: %s --local",
-			a.Release, rel.Revision, rel.Description, a.Namespace, a.Release, a.ResumeCommand())
-	}
-	fmt.Fprintf(c.ErrOut, "Release %s revision %d is pending-rollback: the chart's guard hook refused that rollback (Job %s failed), so Helm applied nothing. Waiting for the rotation hook Jobs to end ...\n", a.Release, rel.Revision, kube.GuardRollbackJob(a.Release))
-	if err := a.waitHookJobs(ctx, c, obs, rel.Revision); err != nil {
-		return nil, err
-	}
 	// An upgrader that rolls back whenever the release is pending stacks refused rollbacks: each is one more
 	// revision pending-rollback on top of the last, and the guard Job refused the newest after all of them.
+	waited := false
 	for rel := obs.release; rel != nil && rel.Status == "pending-rollback"; rel = obs.release {
 		refused, err := obs.target.RefusedRollback(ctx, c.Settings.Driver, a.Release, rel.Revision)
 		if err != nil {
 			return nil, err
 		}
 		if !refused {
-			return a.refusedRollback(ctx, c, obs) // says what clears it
+			return nil, fmt.Errorf("release %s is stuck in pending-rollback at revision %d (%s): Helm refuses every upgrade until it is cleared. If a helm rollback is still running, wait for it; if it died, helm -n %s rotate-key rollback %s REVISION clears it and rolls back with the keyring kept (REVISION: the deployed one to keep the application as it is). Meanwhile the rotation carries on without an upgrade with: %s --local",
+				a.Release, rel.Revision, rel.Description, a.Namespace, a.Release, a.ResumeCommand())
+		}
+		if !waited {
+			fmt.Fprintf(c.ErrOut, "Release %s revision %d is pending-rollback: the chart's guard hook refused that rollback (Job %s failed), so Helm applied nothing. Waiting for the rotation hook Jobs to end ...\n", a.Release, rel.Revision, kube.GuardRollbackJob(a.Release))
+			if err := a.waitHookJobs(ctx, c, obs, rel.Revision); err != nil {
+				return nil, err
+			}
+			waited = true
 		}
 		if err := obs.target.DeleteReleaseRecord(ctx, c.Settings.Driver, a.Release, rel.Revision); err != nil {
 			return nil, err
